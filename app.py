@@ -1,0 +1,192 @@
+"""The Space's UI: one gr.Blocks with a streaming chat and small tools. All logic lives in `services/`.
+
+Run `python app.py --help` for the launch options; `from app import demo` works in a notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import gradio as gr
+
+from services import tools
+from services.chat import prepare_chat, stream_reply
+from services.config import load_settings
+from services.errors import ConfigError, ServiceError
+from services.llm import create_backend
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logger = logging.getLogger("app")
+
+try:
+    SETTINGS = load_settings()
+    BACKEND = create_backend(SETTINGS)
+except ConfigError as error:
+    # A malformed variable stops start-up with one line naming it, instead of a traceback.
+    raise SystemExit(f"Configuration error: {error}") from None
+
+TITLE = "Space Chat"
+DESCRIPTION = (
+    "Chat with a language model that streams its answer, plus a few small text tools. "
+    "Call every tab from code with `gradio_client`: see *Use via API* at the bottom of the page."
+)
+EXAMPLES = [
+    ["Explain recursion to a ten-year-old, with one example.", None, None, None],
+    ["Write a Python function that checks whether a string is a palindrome.", None, None, None],
+    ["Give me three names for a bakery, as a **bold** list.", None, None, None],
+]
+
+
+def _status_line() -> str:
+    server = getattr(BACKEND, "server", None)
+    where = f" at {server}" if server else ""
+    if BACKEND.name == "none":
+        return "**Model:** not configured. Set `OPENAI_API_KEY`, `HF_TOKEN` or `OPENAI_BASE_URL` (see README)."
+    return f"**Backend:** {BACKEND.name} · **Model:** `{BACKEND.model}`{where}"
+
+
+async def chat(
+    message: str, history: list[dict[str, Any]], system_prompt: str, temperature: float, max_tokens: int
+) -> AsyncIterator[str]:
+    """Stream the reply so far. Async all the way down, so no thread hop per streamed update."""
+    try:
+        request = prepare_chat(
+            BACKEND,
+            message,
+            history,
+            system_prompt=system_prompt,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            settings=SETTINGS,
+        )
+        if request.dropped:
+            gr.Warning(f"{request.dropped} earlier message(s) were left out so the conversation fits the model.")
+        async for text in stream_reply(BACKEND, request, interval=SETTINGS.stream_interval):
+            yield text
+    except ServiceError as error:
+        # Raised mid-stream, the partial reply stays on screen and the message says it was cut.
+        raise gr.Error(str(error)) from error
+
+
+def _tool(fn: Callable[..., Any]) -> Callable[[str], Any]:
+    """A text tool as a Gradio handler: the configured size limit applied, service errors shown as gr.Error."""
+
+    def handler(text: str) -> Any:
+        try:
+            return fn(text, max_chars=SETTINGS.max_tool_chars)
+        except ServiceError as error:
+            raise gr.Error(str(error)) from error
+
+    handler.__name__ = fn.__name__
+    return handler
+
+
+def greet(name: str) -> str:
+    try:
+        return tools.greet(name)
+    except ServiceError as error:
+        raise gr.Error(str(error)) from error
+
+
+def count(text: str) -> dict[str, int]:
+    stats = _tool(tools.count)(text)
+    return {"characters": stats.characters, "words": stats.words, "lines": stats.lines}
+
+
+def increment(count_so_far: int) -> tuple[int, int]:
+    new = tools.increment(count_so_far)
+    return new, new
+
+
+def reset_counter() -> tuple[int, int]:
+    return 0, 0
+
+
+def _build_chat_tab() -> None:
+    gr.Markdown(_status_line(), elem_id="status-line")
+    gr.ChatInterface(
+        chat,
+        chatbot=gr.Chatbot(label="Chat", height="60vh", buttons=["copy"], elem_id="chatbot"),
+        textbox=gr.Textbox(placeholder="Type a message and press Enter", label="Message", show_label=False),
+        additional_inputs=[
+            gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2),
+            gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature"),
+            gr.Slider(1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens"),
+        ],
+        additional_inputs_accordion=gr.Accordion("Parameters", open=False),
+        examples=EXAMPLES,
+        # Never run examples at start-up: on Spaces caching defaults on and would spend the owner's key.
+        cache_examples=False,
+        api_name="chat",
+        api_description="Stream a reply. One gradio_client session is one conversation.",
+        concurrency_limit=SETTINGS.chat_concurrency,
+        fill_height=False,
+    )
+
+
+def _build_tools_tab() -> None:
+    with gr.Row():
+        text_in = gr.Textbox(label="Text", lines=4, placeholder="Type or paste some text", scale=2)
+        text_out = gr.Textbox(label="Result", lines=4, buttons=["copy"], scale=2)
+    with gr.Row():
+        for api_name, (label, fn) in tools.TOOLS.items():
+            gr.Button(label, size="sm").click(_tool(fn), text_in, text_out, api_name=api_name)
+    stats_out = gr.JSON(label="Counts")
+    gr.Button("Count characters, words, lines", size="sm").click(count, text_in, stats_out, api_name="count")
+
+
+def _build_greeting_tab() -> None:
+    with gr.Row():
+        name = gr.Textbox(label="Your name", placeholder="Ada")
+        greeting = gr.Textbox(label="Greeting")
+    button = gr.Button("Greet", variant="primary")
+    gr.on([button.click, name.submit], greet, name, greeting, api_name="greet")
+
+
+def _build_counter_tab() -> None:
+    gr.Markdown("A counter kept per browser session (and per `gradio_client.Client`).")
+    state = gr.State(0)
+    shown = gr.Number(0, label="Count", precision=0, interactive=False)
+    with gr.Row():
+        gr.Button("Add 1", variant="primary").click(increment, state, [state, shown], api_name="increment")
+        gr.Button("Reset").click(reset_counter, None, [state, shown], api_name="reset_counter")
+
+
+with gr.Blocks(title=TITLE) as demo:
+    gr.Markdown(f"# {TITLE}\n{DESCRIPTION}")
+    with gr.Tabs():
+        with gr.Tab("Chat", id="chat"):
+            _build_chat_tab()
+        with gr.Tab("Text tools", id="tools"):
+            _build_tools_tab()
+        with gr.Tab("Greeting", id="greeting"):
+            _build_greeting_tab()
+        with gr.Tab("Counter", id="counter"):
+            _build_counter_tab()
+
+# Chats run without a per-event limit (CHAT_CONCURRENCY): one long reply must not block other visitors.
+# max_size bounds how many calls may wait; past it callers get a "queue full" error instead of a hang.
+demo.queue(max_size=SETTINGS.queue_max_size, default_concurrency_limit=None)
+
+
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=f"Run the {TITLE} Space locally.")
+    parser.add_argument("--host", help="interface to bind (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: GRADIO_SERVER_PORT, else 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a temporary public share link")
+    parser.add_argument("--inbrowser", action="store_true", help="open the app in a browser tab")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = _parse_args()
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share or None,
+        inbrowser=args.inbrowser,
+        theme=gr.themes.Soft(),
+    )

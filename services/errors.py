@@ -1,0 +1,88 @@
+"""Contains all errors raised by the services.
+
+Every error is a `ServiceError`, and its text is written for the person using the Space: it says what went
+wrong and what to change, and never carries a secret. `app.py` shows that text with `gr.Error`; anything that
+is not a `ServiceError` is a bug and reaches the user as Gradio's generic error.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendAuthError",
+    "BackendError",
+    "BackendNotConfiguredError",
+    "BackendRateLimitError",
+    "BackendRequestError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "ServiceError",
+    "StreamInterruptedError",
+    "ValidationError",
+]
+
+
+class ServiceError(Exception):
+    """Root of the errors whose message is safe and useful to show to a user."""
+
+
+# CONFIGURATION AND INPUT ERRORS
+
+
+class ConfigError(ServiceError, ValueError):
+    """Raised when an environment variable is malformed; the message names the variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+class ValidationError(ServiceError, ValueError):
+    """Raised when a request's input is out of range; the message names the field and the allowed range."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# BACKEND ERRORS
+
+
+class BackendError(ServiceError):
+    """Raised when the language model backend fails; `status_code` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class BackendNotConfiguredError(BackendError):
+    """Raised when no backend can answer: nothing is configured and the local model cannot run."""
+
+
+class BackendAuthError(BackendError, PermissionError):
+    """Raised when the backend rejects the credentials (HTTP 401 or 403)."""
+
+
+class BackendRateLimitError(BackendError):
+    """Raised when the backend answers HTTP 429 after the client's own retries."""
+
+
+class BackendRequestError(BackendError, ValueError):
+    """Raised when the backend refuses the request itself (HTTP 400, 404, 422): retrying will not help."""
+
+
+class BackendUnavailableError(BackendError, ConnectionError):
+    """Raised when the backend cannot be reached or fails on its side (connection refused, HTTP 5xx)."""
+
+
+class BackendTimeoutError(BackendError, TimeoutError):
+    """Raised when the backend does not answer within the configured timeout."""
+
+
+class StreamInterruptedError(BackendError):
+    """Raised when a reply stops mid-stream; `partial` keeps the text that did arrive."""
+
+    def __init__(self, message: str, *, partial: str = "") -> None:
+        super().__init__(message)
+        self.partial = partial

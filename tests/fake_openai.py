@@ -1,0 +1,189 @@
+"""A local OpenAI-compatible server for tests and benchmarks, speaking the real streaming protocol.
+
+`POST /v1/chat/completions` answers `chat.completion.chunk` events over SSE (ending with `data: [DONE]`), or
+one `chat.completion` without `stream`; `GET /v1/models` lists one model. Every request body is recorded,
+and faults can be queued: an HTTP status, or a stream cut after N tokens. Runs in a thread (`FakeOpenAI`),
+or as a process for benchmarks: `python -m tests.fake_openai --port 8001 --tokens 50 --delay 0.02`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+MODEL = "fake-model"
+
+
+@dataclass
+class Fault:
+    """One queued misbehaviour: answer `status`, or stream `cut_after` tokens and drop the connection."""
+
+    status: int | None = None
+    cut_after: int | None = None
+    message: str = "simulated failure"
+
+
+@dataclass
+class Behaviour:
+    """What the server does. `reply=None` echoes: 'You said: <last user message>'; `tokens` repeats a word."""
+
+    reply: str | None = None
+    tokens: int | None = None
+    delay: float = 0.0
+    faults: deque[Fault] = field(default_factory=deque)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def split_tokens(text: str) -> list[str]:
+    """Word-sized pieces that join back to `text` exactly (each keeps its leading space)."""
+    pieces: list[str] = []
+    for i, word in enumerate(text.split(" ")):
+        pieces.append(word if i == 0 else " " + word)
+    return [p for p in pieces if p]
+
+
+def reply_for(body: dict[str, Any], behaviour: Behaviour) -> list[str]:
+    if behaviour.tokens is not None:
+        return [f"t{i} " for i in range(behaviour.tokens)]
+    if behaviour.reply is not None:
+        return split_tokens(behaviour.reply)
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    last = users[-1]["content"] if users else ""
+    return split_tokens(f"You said: {last}")
+
+
+def _chunk(content: str | None, *, finish: str | None = None, role: str | None = None) -> bytes:
+    delta: dict[str, Any] = {}
+    if role:
+        delta["role"] = role
+    if content is not None:
+        delta["content"] = content
+    event = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+class _CutStream(Exception):
+    """Raised inside the response body: uvicorn then drops the connection mid-body, as a crashed server would."""
+
+
+def build_app(behaviour: Behaviour, requests: list[dict[str, Any]]) -> Starlette:
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        body["_headers"] = {"authorization": request.headers.get("authorization", "")}
+        requests.append(body)
+        fault = behaviour.faults.popleft() if behaviour.faults else None
+        if fault and fault.status:
+            error = {"error": {"message": fault.message, "type": "fake_error", "code": fault.status}}
+            return JSONResponse(error, status_code=fault.status)
+        pieces = reply_for(body, behaviour)
+        if max_tokens := body.get("max_tokens"):
+            pieces = pieces[: int(max_tokens)]
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": MODEL,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(pieces)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            )
+
+        async def events() -> AsyncIterator[bytes]:
+            yield _chunk(None, role="assistant")
+            for i, piece in enumerate(pieces):
+                if fault and fault.cut_after is not None and i >= fault.cut_after:
+                    raise _CutStream("connection dropped by the fake server")
+                if behaviour.delay:
+                    await asyncio.sleep(behaviour.delay)
+                yield _chunk(piece)
+            yield _chunk(None, finish="stop")
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "tests"}]})
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+
+
+class FakeOpenAI:
+    """The server on 127.0.0.1 in a background thread; use as a context manager."""
+
+    def __init__(self, behaviour: Behaviour | None = None, *, port: int | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
+        self.requests: list[dict[str, Any]] = []
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            build_app(self.behaviour, self.requests), host="127.0.0.1", port=self.port, log_level="critical"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--tokens", type=int, default=None, help="reply with this many tokens (default: echo)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between two tokens")
+    args = parser.parse_args()
+    behaviour = Behaviour(tokens=args.tokens, delay=args.delay)
+    uvicorn.run(build_app(behaviour, []), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
