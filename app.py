@@ -20,6 +20,9 @@ from services.llm import create_backend
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logger = logging.getLogger("app")
+# One INFO line per HTTP request to the model server is noise, and costs time on the streaming path.
+for _name in ("httpx", "httpx2"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 try:
     SETTINGS = load_settings()

@@ -44,7 +44,13 @@ def history_to_messages(history: Sequence[Mapping[str, Any]] | None) -> list[Mes
         if role not in ("user", "assistant"):
             continue
         text = _text_of(item.get("content"))
-        if text:
+        if not text:
+            continue
+        if messages and messages[-1]["role"] == role:
+            # Two turns in a row from one side (a reply that failed, a retried message): several chat
+            # templates reject that, so join them into one message.
+            messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n\n" + text}
+        else:
             messages.append({"role": role, "content": text})
     return messages
 

@@ -88,11 +88,11 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def fake(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
+def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
     """The module's fake server, with a clean slate of recorded requests and default behaviour."""
     fake_openai.requests.clear()
     fake_openai.behaviour.faults.clear()
     fake_openai.behaviour.reply = None
     fake_openai.behaviour.tokens = None
     fake_openai.behaviour.delay = 0.02
-    yield fake_openai
+    return fake_openai

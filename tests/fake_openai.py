@@ -30,10 +30,12 @@ MODEL = "fake-model"
 
 @dataclass
 class Fault:
-    """One queued misbehaviour: answer `status`, or stream `cut_after` tokens and drop the connection."""
+    """One queued misbehaviour: answer `status`; stream `cut_after` tokens and drop the connection; or
+    stream `end_after` tokens and end the body cleanly without a finish_reason or `[DONE]`."""
 
     status: int | None = None
     cut_after: int | None = None
+    end_after: int | None = None
     message: str = "simulated failure"
 
 
@@ -125,6 +127,8 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]]) -> Starlette
             for i, piece in enumerate(pieces):
                 if fault and fault.cut_after is not None and i >= fault.cut_after:
                     raise _CutStream("connection dropped by the fake server")
+                if fault and fault.end_after is not None and i >= fault.end_after:
+                    return
                 if behaviour.delay:
                     await asyncio.sleep(behaviour.delay)
                 yield _chunk(piece)

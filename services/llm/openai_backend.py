@@ -113,6 +113,10 @@ class OpenAIBackend:
         parts = urlsplit(self._endpoint.base_url or "https://api.openai.com/v1")
         return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
+    async def aclose(self) -> None:
+        """Close the shared HTTP client (its connections belong to the event loop that opened them)."""
+        await self._client.close()
+
     def fit(self, messages: Sequence[Message], params: GenerationParams) -> tuple[list[Message], int]:
         """The server knows its own context window and answers 400 when a request exceeds it."""
         return list(messages), 0
