@@ -43,6 +43,17 @@ EXAMPLES = [
 ]
 
 
+def _checked_by_services(slider: gr.Slider) -> gr.Slider:
+    """Let `services.chat` check this slider's value, so an API caller's bad value gets an error naming the field.
+
+    Gradio 6.31's own Slider check says "Value 5.0 is greater than maximum value 2." without the field, and
+    turns a non-number into a generic error. (A Slider subclass would do the same, but Gradio writes a .pyi
+    file beside any module that defines a component class.)
+    """
+    slider.preprocess = lambda payload: payload  # type: ignore[method-assign]
+    return slider
+
+
 def _status_line() -> str:
     server = getattr(BACKEND, "server", None)
     where = f" at {server}" if server else ""
@@ -116,8 +127,10 @@ def _build_chat_tab() -> None:
         textbox=gr.Textbox(placeholder="Type a message and press Enter", label="Message", show_label=False),
         additional_inputs=[
             gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2),
-            gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature"),
-            gr.Slider(1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens"),
+            _checked_by_services(gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature")),
+            _checked_by_services(
+                gr.Slider(1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens")
+            ),
         ],
         additional_inputs_accordion=gr.Accordion("Parameters", open=False),
         examples=EXAMPLES,
