@@ -91,6 +91,7 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
     """The module's fake server, with a clean slate of recorded requests and default behaviour."""
     fake_openai.requests.clear()
+    fake_openai.disconnects.clear()
     fake_openai.behaviour.faults.clear()
     fake_openai.behaviour.reply = None
     fake_openai.behaviour.tokens = None

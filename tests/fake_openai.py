@@ -93,7 +93,7 @@ class _CutStream(Exception):
     """Raised inside the response body: uvicorn then drops the connection mid-body, as a crashed server would."""
 
 
-def build_app(behaviour: Behaviour, requests: list[dict[str, Any]]) -> Starlette:
+def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects: list[float]) -> Starlette:
     async def completions(request: Request) -> Response:
         body = await request.json()
         body["_headers"] = {"authorization": request.headers.get("authorization", "")}
@@ -123,17 +123,22 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]]) -> Starlette
             )
 
         async def events() -> AsyncIterator[bytes]:
-            yield _chunk(None, role="assistant")
-            for i, piece in enumerate(pieces):
-                if fault and fault.cut_after is not None and i >= fault.cut_after:
-                    raise _CutStream("connection dropped by the fake server")
-                if fault and fault.end_after is not None and i >= fault.end_after:
-                    return
-                if behaviour.delay:
-                    await asyncio.sleep(behaviour.delay)
-                yield _chunk(piece)
-            yield _chunk(None, finish="stop")
-            yield b"data: [DONE]\n\n"
+            try:
+                yield _chunk(None, role="assistant")
+                for i, piece in enumerate(pieces):
+                    if fault and fault.cut_after is not None and i >= fault.cut_after:
+                        raise _CutStream("connection dropped by the fake server")
+                    if fault and fault.end_after is not None and i >= fault.end_after:
+                        return
+                    if behaviour.delay:
+                        await asyncio.sleep(behaviour.delay)
+                    yield _chunk(piece)
+                yield _chunk(None, finish="stop")
+                yield b"data: [DONE]\n\n"
+            except asyncio.CancelledError:
+                # Starlette cancels the body when the client goes away: the caller stopped reading.
+                disconnects.append(time.monotonic())
+                raise
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -154,9 +159,14 @@ class FakeOpenAI:
     def __init__(self, behaviour: Behaviour | None = None, *, port: int | None = None) -> None:
         self.behaviour = behaviour or Behaviour()
         self.requests: list[dict[str, Any]] = []
+        # time.monotonic() of each stream whose client hung up before the end
+        self.disconnects: list[float] = []
         self.port = port or free_port()
         config = uvicorn.Config(
-            build_app(self.behaviour, self.requests), host="127.0.0.1", port=self.port, log_level="critical"
+            build_app(self.behaviour, self.requests, self.disconnects),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="critical",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -186,7 +196,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between two tokens")
     args = parser.parse_args()
     behaviour = Behaviour(tokens=args.tokens, delay=args.delay)
-    uvicorn.run(build_app(behaviour, []), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(build_app(behaviour, [], []), host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

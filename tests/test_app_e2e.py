@@ -7,6 +7,7 @@ import io
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from tests.conftest import ROOT, RunningApp, app_env, start_app, stop_app
-from tests.fake_openai import FakeOpenAI, Fault, free_port
+from tests.fake_openai import Behaviour, FakeOpenAI, Fault, free_port
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,21 @@ class TestChat:
         assert len(set(outputs)) >= 2
         assert all(final.startswith(partial) for partial in outputs)
         assert outputs[-1] == final
+
+    def test_cancelling_stops_the_backend_stream(self, client, fake):
+        """Stop (a cancelled job, a closed tab) closes the request to the model server within a second."""
+        fake.behaviour.tokens = 500  # 10 s of reply at 20 ms a token
+        job = client.submit("long", api_name="/chat")
+        deadline = time.monotonic() + 10
+        while len(job.outputs()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(job.outputs()) >= 2
+        cancelled_at = time.monotonic()
+        job.cancel()
+        while not fake.disconnects and time.monotonic() < cancelled_at + 1:
+            time.sleep(0.02)
+        assert fake.disconnects, "the model server kept streaming after the job was cancelled"
+        assert fake.disconnects[0] - cancelled_at < 1
 
     def test_parameters_reach_the_backend(self, client, fake):
         """System prompt, temperature and max tokens are sent as given."""
@@ -195,7 +211,52 @@ class TestDocumentedUsage:
         assert result.stdout.strip() == "ok", result.stderr
 
 
+class TestQueue:
+    def test_chats_stream_at_the_same_time(self, app, fake):
+        """Four chats of 0.5 s each finish together, not one after another (a stock event runs one at a time)."""
+        fake.behaviour.tokens = 25
+        clients = [Client(app.url, verbose=False) for _ in range(4)]
+        started = time.monotonic()
+        jobs = [c.submit("hi", api_name="/chat") for c in clients]
+        results = [job.result() for job in jobs]
+        elapsed = time.monotonic() - started
+        assert all(r == "".join(f"t{i} " for i in range(25)) for r in results)
+        assert elapsed < 1.5, f"4 chats of 0.5 s took {elapsed:.2f} s: they ran one at a time"
+
+
 class TestStartup:
+    def test_examples_are_not_run_at_startup_on_a_space(self, tmp_path: Path):
+        """On a Space examples are cached by default, calling the model with the owner's key: not here."""
+        with FakeOpenAI() as server:
+            running = start_app(tmp_path, OPENAI_BASE_URL=server.base_url, LLM_MODEL="m", SPACE_ID="someone/space")
+            try:
+                assert Client(running.url, verbose=False).predict("Ada", api_name="/greet") == "Hello, Ada!"
+                assert server.requests == []
+            finally:
+                stop_app(running)
+
+    def test_queue_max_size_sheds_load(self, tmp_path: Path):
+        """Past QUEUE_MAX_SIZE waiting calls, a caller gets a clear 'queue is full' error instead of a hang."""
+        with FakeOpenAI(Behaviour(tokens=50, delay=0.02)) as server:
+            running = start_app(
+                tmp_path, OPENAI_BASE_URL=server.base_url, LLM_MODEL="m", QUEUE_MAX_SIZE="1", CHAT_CONCURRENCY="1"
+            )
+            try:
+                clients = [Client(running.url, verbose=False) for _ in range(4)]
+                jobs = [c.submit("hi", api_name="/chat") for c in clients]
+                outcomes = []
+                for job in jobs:
+                    try:
+                        outcomes.append(job.result(timeout=30))
+                    except Exception as error:  # the shed calls
+                        outcomes.append(error)
+                errors = [o for o in outcomes if isinstance(o, Exception)]
+                assert errors, "no call was shed with QUEUE_MAX_SIZE=1"
+                assert all("queue is full" in str(e).lower() for e in errors), errors
+                assert any(isinstance(o, str) for o in outcomes)
+            finally:
+                stop_app(running)
+
     def test_malformed_variable_stops_startup(self):
         """A typo in a variable stops the app with one line naming it, not a traceback."""
         result = subprocess.run(
