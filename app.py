@@ -18,6 +18,19 @@ from services.config import load_settings
 from services.errors import ConfigError, ServiceError
 from services.llm import create_backend
 
+
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run the Space Chat app locally.")
+    parser.add_argument("--host", help="interface to bind (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: GRADIO_SERVER_PORT, else 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a temporary public share link")
+    parser.add_argument("--inbrowser", action="store_true", help="open the app in a browser tab")
+    return parser.parse_args(argv)
+
+
+# Parse the command line first, so that `python app.py --help` answers without loading a model.
+ARGS = _parse_args() if __name__ == "__main__" else None
+
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logger = logging.getLogger("app")
 # One INFO line per HTTP request to the model server is noise, and costs time on the streaming path.
@@ -39,7 +52,7 @@ DESCRIPTION = (
 EXAMPLES = [
     ["Explain recursion to a ten-year-old, with one example.", None, None, None],
     ["Write a Python function that checks whether a string is a palindrome.", None, None, None],
-    ["Give me three names for a bakery, as a **bold** list.", None, None, None],
+    ["Suggest three names for a bakery as a Markdown list, the best one in bold.", None, None, None],
 ]
 
 
@@ -124,15 +137,31 @@ def _build_chat_tab() -> None:
     gr.ChatInterface(
         chat,
         chatbot=gr.Chatbot(label="Chat", height="60vh", buttons=["copy"], elem_id="chatbot"),
-        textbox=gr.Textbox(placeholder="Type a message and press Enter", label="Message", show_label=False),
+        textbox=gr.Textbox(
+            placeholder="Type a message and press Enter",
+            label="Message",
+            show_label=False,
+            submit_btn=True,
+            stop_btn=True,
+        ),
+        # render=False: ChatInterface then places them in the Parameters accordion under the chat.
         additional_inputs=[
-            gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2),
-            _checked_by_services(gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature")),
+            gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2, render=False),
             _checked_by_services(
-                gr.Slider(1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens")
+                gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature", render=False)
+            ),
+            _checked_by_services(
+                gr.Slider(
+                    1,
+                    SETTINGS.max_tokens_cap,
+                    value=SETTINGS.default_max_tokens,
+                    step=1,
+                    label="Max tokens",
+                    render=False,
+                )
             ),
         ],
-        additional_inputs_accordion=gr.Accordion("Parameters", open=False),
+        additional_inputs_accordion="Parameters",
         examples=EXAMPLES,
         # Never run examples at start-up: on Spaces caching defaults on and would spend the owner's key.
         cache_examples=False,
@@ -188,21 +217,39 @@ with gr.Blocks(title=TITLE) as demo:
 demo.queue(max_size=SETTINGS.queue_max_size, default_concurrency_limit=None)
 
 
-def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=f"Run the {TITLE} Space locally.")
-    parser.add_argument("--host", help="interface to bind (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: GRADIO_SERVER_PORT, else 7860)")
-    parser.add_argument("--share", action="store_true", help="also open a temporary public share link")
-    parser.add_argument("--inbrowser", action="store_true", help="open the app in a browser tab")
-    return parser.parse_args(argv)
+def _force_theme_js(mode: str) -> str | None:
+    """The seed's way to force a colour scheme: reload once with ?__theme=<mode>, which Gradio honours."""
+    if mode == "system":
+        return None
+    return f"""
+    () => {{
+        const url = new URL(window.location);
+        if (url.searchParams.get("__theme") !== "{mode}") {{
+            url.searchParams.set("__theme", "{mode}");
+            window.location.replace(url.href);
+        }}
+    }}
+    """
+
+
+def launch_options() -> dict[str, Any]:
+    """Everything `launch()` takes from the settings (Gradio 6 moved theme, js and css from Blocks to launch)."""
+    return {
+        "theme": gr.themes.Soft(),
+        "js": _force_theme_js(SETTINGS.theme_mode),
+        "auth": list(SETTINGS.app_auth) or None,
+        "auth_message": "This Space is private: sign in with the account its owner gave you."
+        if SETTINGS.app_auth
+        else None,
+    }
 
 
 if __name__ == "__main__":
-    args = _parse_args()
+    assert ARGS is not None
     demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share or None,
-        inbrowser=args.inbrowser,
-        theme=gr.themes.Soft(),
+        server_name=ARGS.host,
+        server_port=ARGS.port,
+        share=ARGS.share or None,
+        inbrowser=ARGS.inbrowser,
+        **launch_options(),
     )

@@ -105,6 +105,23 @@ def _as_url(env: Mapping[str, str], name: str) -> str | None:
     return raw.rstrip("/")
 
 
+def _as_credentials(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """'user:pass,user2:pass2' -> ((user, pass), (user2, pass2)); the password may itself contain ':'."""
+    raw = _get(env, name)
+    if raw is None:
+        return ()
+    pairs = []
+    for number, entry in enumerate(raw.split(","), start=1):
+        user, sep, password = entry.strip().partition(":")
+        if not sep or not user or not password:
+            # The entry is not echoed: it holds a password.
+            raise ConfigError(
+                name, f"entry {number} is not of the form user:password (expected 'user:pass,user2:pass2')."
+            )
+        pairs.append((user, password))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The Space's configuration. Secret fields are left out of `repr` so a log line cannot leak them."""
@@ -147,9 +164,15 @@ class Settings:
     # Streamed updates are coalesced to at most one per this many seconds (0 sends every token).
     stream_interval: float = 0.04
 
+    # Login for the whole app: ((user, password), ...); empty means a public Space. Variable: APP_AUTH.
+    app_auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Colour scheme: "system" follows the browser, "light" or "dark" forces one. Variable: APP_THEME_MODE.
+    theme_mode: ThemeMode = "system"
+
     def secrets(self) -> tuple[str, ...]:
         """The secret values in use, so that logs and error texts can be scrubbed of them."""
-        return tuple(s for s in (self.openai_api_key, self.hf_token) if s)
+        passwords = tuple(password for _, password in self.app_auth)
+        return tuple(s for s in (self.openai_api_key, self.hf_token, *passwords) if s)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -181,6 +204,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_max_size=_as_optional_int(env, "QUEUE_MAX_SIZE", default.queue_max_size, minimum=1),
         chat_concurrency=_as_optional_int(env, "CHAT_CONCURRENCY", default.chat_concurrency, minimum=1),
         stream_interval=_as_int(env, "STREAM_INTERVAL_MS", 40, minimum=0, maximum=5000) / 1000,
+        app_auth=_as_credentials(env, "APP_AUTH"),
+        theme_mode=_as_choice(env, "APP_THEME_MODE", "system", ("system", "light", "dark")),  # type: ignore[arg-type]
     )
     # Cross-field rules: a default the server would itself reject is a configuration error, not a user's.
     if settings.default_max_tokens > settings.max_tokens_cap:

@@ -266,6 +266,17 @@ class TestStartup:
         assert "Configuration error: LLM_TIMEOUT: expected a number, got 'soon'." in result.stderr
         assert "Traceback" not in result.stderr
 
+    def test_nothing_configured_says_what_to_set(self, tmp_path: Path):
+        """No server configured and no local weights: the tools work, and the chat says which variables to set."""
+        running = start_app(tmp_path, LLM_BACKEND="auto", LOCAL_MODEL=str(tmp_path / "no-such-model"))
+        try:
+            client = Client(running.url, verbose=False)
+            assert client.predict("Ada", api_name="/greet") == "Hello, Ada!"
+            with pytest.raises(AppError, match="Set OPENAI_API_KEY .*, HF_TOKEN .*, or OPENAI_BASE_URL"):
+                client.predict("hi", api_name="/chat")
+        finally:
+            stop_app(running)
+
     def test_refused_connection_is_clear_and_recovers(self, tmp_path: Path):
         """A backend that is down gives a clear error; once it is up, the next chat works."""
         port = free_port()

@@ -53,6 +53,10 @@ class TestParsing:
         ("OPENAI_BASE_URL", "localhost:11434"),  # no scheme
         ("OPENAI_BASE_URL", "ftp://example.com"),  # not http(s)
         ("STREAM_INTERVAL_MS", "-5"),  # negative
+        ("APP_AUTH", "admin"),  # no password
+        ("APP_AUTH", "admin:pw,:pw2"),  # second entry has no user
+        ("APP_AUTH", "admin:"),  # empty password
+        ("APP_THEME_MODE", "blue"),  # not system, light or dark
     )
 
     @pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
@@ -75,10 +79,24 @@ class TestParsing:
         assert "hunter2" not in str(info.value)
 
 
+class TestAuth:
+    def test_pairs_are_parsed(self):
+        """Comma-separated user:password pairs; a password may contain ':'."""
+        settings = load_settings({"APP_AUTH": "ada:pw1, bob:a:b"})
+        assert settings.app_auth == (("ada", "pw1"), ("bob", "a:b"))
+
+    def test_malformed_entry_does_not_echo_the_password(self):
+        """The error says which entry is wrong without repeating it."""
+        with pytest.raises(ConfigError) as info:
+            load_settings({"APP_AUTH": "ada:pw1,bob-hunter2"})
+        assert "entry 2" in str(info.value)
+        assert "hunter2" not in str(info.value)
+
+
 class TestSecrets:
     def test_repr_hides_secrets(self):
         """Logging the settings cannot leak a key."""
-        settings = load_settings({"OPENAI_API_KEY": "sk-secret-1", "HF_TOKEN": "hf_secret_2"})
-        assert "sk-secret-1" not in repr(settings)
-        assert "hf_secret_2" not in repr(settings)
-        assert settings.secrets() == ("sk-secret-1", "hf_secret_2")
+        settings = load_settings({"OPENAI_API_KEY": "sk-secret-1", "HF_TOKEN": "hf_secret_2", "APP_AUTH": "u:pw-3"})
+        for secret in ("sk-secret-1", "hf_secret_2", "pw-3"):
+            assert secret not in repr(settings)
+        assert settings.secrets() == ("sk-secret-1", "hf_secret_2", "pw-3")

@@ -59,11 +59,21 @@ def create_backend(settings: Settings) -> ChatBackend:
             return remote
         if settings.llm_backend == "openai":
             raise ConfigError("LLM_BACKEND", f"is 'openai' but no endpoint is configured. {_WHAT_TO_SET}")
-    local = _local_backend(settings)
-    if local is not None:
-        return local
     if settings.llm_backend == "local":
-        raise ConfigError(
-            "LLM_BACKEND", "is 'local' but transformers and torch are not installed (pip install -r requirements.txt)."
-        )
-    return UnavailableBackend(f"No language model is configured. {_WHAT_TO_SET}")
+        local = _local_backend(settings)
+        if local is None:
+            raise ConfigError(
+                "LLM_BACKEND",
+                "is 'local' but transformers and torch are not installed (pip install -r requirements.txt).",
+            )
+        return local
+    # auto, with no server configured: the local model, or, when it cannot load here (no weights, no internet,
+    # no torch), a stand-in so the tools still work and the chat says what to set.
+    try:
+        local = _local_backend(settings)
+    except ConfigError as error:
+        logger.warning("No model server configured, and the local model could not load: %s", error)
+        return UnavailableBackend(f"No model server is configured and the local model could not load. {_WHAT_TO_SET}")
+    if local is None:
+        return UnavailableBackend(f"No language model is configured. {_WHAT_TO_SET}")
+    return local
