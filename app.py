@@ -137,12 +137,14 @@ def _build_chat_tab() -> None:
     gr.ChatInterface(
         chat,
         chatbot=gr.Chatbot(label="Chat", height="60vh", buttons=["copy"], elem_id="chatbot"),
+        # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name.
         textbox=gr.Textbox(
             placeholder="Type a message and press Enter",
             label="Message",
             show_label=False,
-            submit_btn=True,
-            stop_btn=True,
+            submit_btn="Send",
+            stop_btn="Stop",
+            elem_id="message",
         ),
         # render=False: ChatInterface then places them in the Parameters accordion under the chat.
         additional_inputs=[
@@ -161,7 +163,7 @@ def _build_chat_tab() -> None:
                 )
             ),
         ],
-        additional_inputs_accordion="Parameters",
+        additional_inputs_accordion=gr.Accordion("Parameters", open=False, render=False),
         examples=EXAMPLES,
         # Never run examples at start-up: on Spaces caching defaults on and would spend the owner's key.
         cache_examples=False,
@@ -174,13 +176,15 @@ def _build_chat_tab() -> None:
 
 def _build_tools_tab() -> None:
     with gr.Row():
-        text_in = gr.Textbox(label="Text", lines=4, placeholder="Type or paste some text", scale=2)
-        text_out = gr.Textbox(label="Result", lines=4, buttons=["copy"], scale=2)
+        text_in = gr.Textbox(label="Text", lines=4, placeholder="Type or paste some text", scale=2, elem_id="tool-text")
+        # No copy button here: Gradio puts it inside the <label>, where it would take the label from the textarea.
+        text_out = gr.Textbox(label="Result", lines=4, scale=2, elem_id="tool-result")
     with gr.Row():
         for api_name, (label, fn) in tools.TOOLS.items():
             gr.Button(label, size="sm").click(_tool(fn), text_in, text_out, api_name=api_name)
-    stats_out = gr.JSON(label="Counts")
-    gr.Button("Count characters, words, lines", size="sm").click(count, text_in, stats_out, api_name="count")
+        count_button = gr.Button("Count characters, words, lines", size="sm")
+    stats_out = gr.JSON(label="Counts", elem_id="counts")
+    count_button.click(count, text_in, stats_out, api_name="count")
 
 
 def _build_greeting_tab() -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ def start_app(tmp_path: Path, *, timeout: float = 60, **env: str) -> RunningApp:
         try:
             with urllib.request.urlopen(url + "gradio_api/info", timeout=1):
                 return RunningApp(url, process, log_path)
+        except urllib.error.HTTPError:
+            return RunningApp(url, process, log_path)  # it answers: with APP_AUTH set, 401 until login
         except OSError:
             time.sleep(0.1)
     process.kill()
@@ -97,3 +100,16 @@ def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
     fake_openai.behaviour.tokens = None
     fake_openai.behaviour.delay = 0.02
     return fake_openai
+
+
+@pytest.fixture(scope="module")
+def app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """The app on 127.0.0.1, chatting with the module's fake OpenAI server (no retries, so faults show)."""
+    running = start_app(
+        tmp_path_factory.mktemp("app"),
+        OPENAI_BASE_URL=fake_openai.base_url,
+        LLM_MODEL="fake-model",
+        LLM_MAX_RETRIES="0",
+    )
+    yield running
+    stop_app(running)

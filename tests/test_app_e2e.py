@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,6 @@ from gradio_client.exceptions import AppError
 
 from tests.conftest import ROOT, RunningApp, app_env, start_app, stop_app
 from tests.fake_openai import Behaviour, FakeOpenAI, Fault, free_port
-
-
-@pytest.fixture(scope="module")
-def app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(
-        tmp_path_factory.mktemp("app"),
-        OPENAI_BASE_URL=fake_openai.base_url,
-        LLM_MODEL="fake-model",
-        LLM_MAX_RETRIES="0",
-    )
-    yield running
-    stop_app(running)
 
 
 @pytest.fixture
