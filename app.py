@@ -17,6 +17,7 @@ from services.chat import prepare_chat, stream_reply
 from services.config import load_settings
 from services.errors import ConfigError, ServiceError
 from services.llm import create_backend
+from services.ratelimit import ChatRateLimits
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +41,7 @@ for _name in ("httpx", "httpx2"):
 try:
     SETTINGS = load_settings()
     BACKEND = create_backend(SETTINGS)
+    RATE_LIMITS = ChatRateLimits.from_settings(SETTINGS)
 except ConfigError as error:
     # A malformed variable stops start-up with one line naming it, instead of a traceback.
     raise SystemExit(f"Configuration error: {error}") from None
@@ -76,11 +78,21 @@ def _status_line() -> str:
 
 
 async def chat(
-    message: str, history: list[dict[str, Any]], system_prompt: str, temperature: float, max_tokens: int
+    message: str,
+    history: list[dict[str, Any]],
+    system_prompt: str,
+    temperature: float,
+    max_tokens: int,
+    request: gr.Request,
 ) -> AsyncIterator[str]:
     """Stream the reply so far. Async all the way down, so no thread hop per streamed update."""
     try:
-        request = prepare_chat(
+        RATE_LIMITS.check(
+            session=request.session_hash,
+            peer=request.client.host if request.client else None,
+            headers=request.headers,
+        )
+        turn = prepare_chat(
             BACKEND,
             message,
             history,
@@ -89,9 +101,9 @@ async def chat(
             max_tokens=max_tokens,
             settings=SETTINGS,
         )
-        if request.dropped:
-            gr.Warning(f"{request.dropped} earlier message(s) were left out so the conversation fits the model.")
-        async for text in stream_reply(BACKEND, request, interval=SETTINGS.stream_interval):
+        if turn.dropped:
+            gr.Warning(f"{turn.dropped} earlier message(s) were left out so the conversation fits the model.")
+        async for text in stream_reply(BACKEND, turn, interval=SETTINGS.stream_interval):
             yield text
     except ServiceError as error:
         # Raised mid-stream, the partial reply stays on screen and the message says it was cut.

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 from services.errors import ConfigError
 
-__all__ = ["HF_ROUTER_URL", "BackendChoice", "Settings", "load_settings"]
+__all__ = ["HF_ROUTER_URL", "BackendChoice", "Settings", "ThemeMode", "load_settings"]
 
 BackendChoice = Literal["auto", "openai", "local"]
+ThemeMode = Literal["system", "light", "dark"]
 
 # Hugging Face's OpenAI-compatible router: used with HF_TOKEN when no OpenAI key is set.
 HF_ROUTER_URL = "https://router.huggingface.co/v1"
@@ -164,6 +165,13 @@ class Settings:
     # Streamed updates are coalesced to at most one per this many seconds (0 sends every token).
     stream_interval: float = 0.04
 
+    # Chat messages a minute per browser session / API client, and per IP address (None: no limit), and how
+    # many reverse proxies stand in front of the app (the client IP is read from X-Forwarded-For through them;
+    # a Space has one, so the default is 1 when SPACE_ID is set, else 0).
+    rate_limit_session: int | None = 20
+    rate_limit_ip: int | None = 60
+    trusted_proxies: int = 0
+
     # Login for the whole app: ((user, password), ...); empty means a public Space. Variable: APP_AUTH.
     app_auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Colour scheme: "system" follows the browser, "light" or "dark" forces one. Variable: APP_THEME_MODE.
@@ -204,6 +212,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_max_size=_as_optional_int(env, "QUEUE_MAX_SIZE", default.queue_max_size, minimum=1),
         chat_concurrency=_as_optional_int(env, "CHAT_CONCURRENCY", default.chat_concurrency, minimum=1),
         stream_interval=_as_int(env, "STREAM_INTERVAL_MS", 40, minimum=0, maximum=5000) / 1000,
+        rate_limit_session=_as_optional_int(env, "RATE_LIMIT_PER_SESSION", default.rate_limit_session, minimum=1),
+        rate_limit_ip=_as_optional_int(env, "RATE_LIMIT_PER_IP", default.rate_limit_ip, minimum=1),
+        trusted_proxies=_as_int(env, "TRUSTED_PROXIES", 1 if _get(env, "SPACE_ID") else 0, minimum=0, maximum=10),
         app_auth=_as_credentials(env, "APP_AUTH"),
         theme_mode=_as_choice(env, "APP_THEME_MODE", "system", ("system", "light", "dark")),  # type: ignore[arg-type]
     )

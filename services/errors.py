@@ -16,6 +16,7 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigError",
+    "RateLimitedError",
     "ServiceError",
     "StreamInterruptedError",
     "ValidationError",
@@ -43,6 +44,14 @@ class ValidationError(ServiceError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class RateLimitedError(ServiceError):
+    """Raised when a caller sends more chat messages than the configured rate allows; `retry_after` in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # BACKEND ERRORS

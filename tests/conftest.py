@@ -27,6 +27,7 @@ APP_VARIABLES = (
     "LOCAL_MODEL",
     "APP_AUTH",
     "SYSTEM_PROMPT",
+    "SPACE_ID",
 )
 
 
@@ -110,6 +111,9 @@ def app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> It
         OPENAI_BASE_URL=fake_openai.base_url,
         LLM_MODEL="fake-model",
         LLM_MAX_RETRIES="0",
+        # Every test client comes from 127.0.0.1: the per-address limit is tested on its own app.
+        RATE_LIMIT_PER_IP="none",
+        RATE_LIMIT_PER_SESSION="none",
     )
     yield running
     stop_app(running)

@@ -264,6 +264,29 @@ class TestStartup:
         finally:
             stop_app(running)
 
+    def test_rate_limits_say_slow_down(self, fake_openai: FakeOpenAI, tmp_path: Path):
+        """Past RATE_LIMIT_PER_SESSION a client is told to slow down; past RATE_LIMIT_PER_IP, new clients too."""
+        running = start_app(
+            tmp_path,
+            OPENAI_BASE_URL=fake_openai.base_url,
+            LLM_MODEL="m",
+            RATE_LIMIT_PER_SESSION="2",
+            RATE_LIMIT_PER_IP="3",
+        )
+        try:
+            first = Client(running.url, verbose=False)
+            first.predict("one", api_name="/chat")
+            first.predict("two", api_name="/chat")
+            with pytest.raises(AppError, match=r"^Slow down: at most 2 chat messages a minute per session"):
+                first.predict("three", api_name="/chat")
+            second = Client(running.url, verbose=False)
+            second.predict("four", api_name="/chat")
+            with pytest.raises(AppError, match=r"^Slow down: at most 3 chat messages a minute per address"):
+                second.predict("five", api_name="/chat")
+            assert second.predict("Ada", api_name="/greet") == "Hello, Ada!"  # the tools stay open
+        finally:
+            stop_app(running)
+
     def test_refused_connection_is_clear_and_recovers(self, tmp_path: Path):
         """A backend that is down gives a clear error; once it is up, the next chat works."""
         port = free_port()
