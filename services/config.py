@@ -162,6 +162,8 @@ class Settings:
     # Queue: how many calls may wait (None: unbounded) and how many chats stream at once (None: no limit).
     queue_max_size: int | None = 256
     chat_concurrency: int | None = None
+    # Jobs the app runs at once across all events (Gradio's max_threads), so many chats can stream together.
+    max_jobs: int = 512
     # Streamed updates are coalesced to at most one per this many seconds (0 sends every token).
     stream_interval: float = 0.04
 
@@ -211,6 +213,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_tool_chars=_as_int(env, "MAX_TOOL_CHARS", default.max_tool_chars, minimum=1),
         queue_max_size=_as_optional_int(env, "QUEUE_MAX_SIZE", default.queue_max_size, minimum=1),
         chat_concurrency=_as_optional_int(env, "CHAT_CONCURRENCY", default.chat_concurrency, minimum=1),
+        max_jobs=_as_int(env, "MAX_CONCURRENT_JOBS", default.max_jobs, minimum=1, maximum=10_000),
         stream_interval=_as_int(env, "STREAM_INTERVAL_MS", 40, minimum=0, maximum=5000) / 1000,
         rate_limit_session=_as_optional_int(env, "RATE_LIMIT_PER_SESSION", default.rate_limit_session, minimum=1),
         rate_limit_ip=_as_optional_int(env, "RATE_LIMIT_PER_IP", default.rate_limit_ip, minimum=1),
