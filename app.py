@@ -20,6 +20,7 @@ from services.config import load_settings
 from services.errors import ConfigError, ServiceError
 from services.llm import create_backend
 from services.ratelimit import ChatRateLimits
+from services.redact import install_log_redaction
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,11 +50,16 @@ for _name in ("httpx", "httpx2"):
 
 try:
     SETTINGS = load_settings()
-    BACKEND = create_backend(SETTINGS)
-    RATE_LIMITS = ChatRateLimits.from_settings(SETTINGS)
 except ConfigError as error:
     # A malformed variable stops start-up with one line naming it, instead of a traceback.
     raise SystemExit(f"Configuration error: {error}") from None
+# Before anything can log: a library that logs a request or an error must not print a key or password.
+install_log_redaction(SETTINGS.secrets())
+try:
+    BACKEND = create_backend(SETTINGS)
+except ConfigError as error:
+    raise SystemExit(f"Configuration error: {error}") from None
+RATE_LIMITS = ChatRateLimits.from_settings(SETTINGS)
 
 TITLE = "Space Chat"
 DESCRIPTION = (
@@ -65,6 +71,16 @@ EXAMPLES = [
     ["Write a Python function that checks whether a string is a palindrome.", None, None, None],
     ["Suggest three names for a bakery as a Markdown list, the best one in bold.", None, None, None],
 ]
+
+
+def _user_error(error: ServiceError) -> gr.Error:
+    """A service error as the message a person sees, logged here as one line instead of Gradio's traceback.
+
+    Gradio prints the traceback of a gr.Error, causes included, straight to stderr (not through logging, so
+    not redacted); an upstream error's text can quote a key. Our message is written to be safe to show.
+    """
+    logger.warning("%s: %s", type(error).__name__, error)
+    return gr.Error(str(error), print_exception=False)
 
 
 def _checked_by_services(slider: gr.Slider) -> gr.Slider:
@@ -116,7 +132,7 @@ async def chat(
             yield text
     except ServiceError as error:
         # Raised mid-stream, the partial reply stays on screen and the message says it was cut.
-        raise gr.Error(str(error)) from error
+        raise _user_error(error) from error
 
 
 def _tool(fn: Callable[..., Any]) -> Callable[[str], Any]:
@@ -126,7 +142,7 @@ def _tool(fn: Callable[..., Any]) -> Callable[[str], Any]:
         try:
             return fn(text, max_chars=SETTINGS.max_tool_chars)
         except ServiceError as error:
-            raise gr.Error(str(error)) from error
+            raise _user_error(error) from error
 
     handler.__name__ = fn.__name__
     return handler
@@ -136,7 +152,7 @@ def greet(name: str) -> str:
     try:
         return tools.greet(name)
     except ServiceError as error:
-        raise gr.Error(str(error)) from error
+        raise _user_error(error) from error
 
 
 def count(text: str) -> dict[str, int]:
