@@ -94,6 +94,14 @@ def _checked_by_services(slider: gr.Slider) -> gr.Slider:
     return slider
 
 
+def _none_as_empty(textbox: gr.Textbox) -> gr.Textbox:
+    """An API call may send null as the message; ChatInterface 6.31 crashes on it before our handler runs
+    (`_message_as_message_dict`), so it arrives as "" and gets the usual "message: is empty" error."""
+    preprocess = textbox.preprocess
+    textbox.preprocess = lambda payload: "" if payload is None else preprocess(payload)  # type: ignore[method-assign]
+    return textbox
+
+
 def _status_line() -> str:
     server = getattr(BACKEND, "server", None)
     where = f" at {server}" if server else ""
@@ -175,13 +183,15 @@ def _build_chat_tab() -> None:
         chat,
         chatbot=gr.Chatbot(label="Chat", height="60vh", buttons=["copy"], elem_id="chatbot"),
         # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name.
-        textbox=gr.Textbox(
-            placeholder="Type a message and press Enter",
-            label="Message",
-            show_label=False,
-            submit_btn="Send",
-            stop_btn="Stop",
-            elem_id="message",
+        textbox=_none_as_empty(
+            gr.Textbox(
+                placeholder="Type a message and press Enter",
+                label="Message",
+                show_label=False,
+                submit_btn="Send",
+                stop_btn="Stop",
+                elem_id="message",
+            )
         ),
         # render=False: ChatInterface then places them in the Parameters accordion under the chat.
         additional_inputs=[

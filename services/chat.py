@@ -12,6 +12,7 @@ from typing import Any
 from services.config import Settings
 from services.errors import StreamInterruptedError, ValidationError
 from services.llm.base import ChatBackend, GenerationParams, Message
+from services.text import clean
 
 __all__ = ["ChatRequest", "history_to_messages", "prepare_chat", "stream_reply", "trim_history", "validate_params"]
 
@@ -43,7 +44,7 @@ def history_to_messages(history: Sequence[Mapping[str, Any]] | None) -> list[Mes
         role = item.get("role") if isinstance(item, Mapping) else None
         if role not in ("user", "assistant"):
             continue
-        text = _text_of(item.get("content"))
+        text = clean(_text_of(item.get("content")))
         if not text:
             continue
         if messages and messages[-1]["role"] == role:
@@ -72,6 +73,7 @@ def validate_params(
         system_prompt = settings.system_prompt
     if not isinstance(system_prompt, str):
         raise ValidationError("system_prompt", f"expected text, got {type(system_prompt).__name__}.")
+    system_prompt = clean(system_prompt)
     if len(system_prompt) > settings.max_system_prompt_chars:
         raise ValidationError(
             "system_prompt",
@@ -91,8 +93,8 @@ def validate_params(
 def _validate_message(message: object, *, settings: Settings) -> str:
     if not isinstance(message, str):
         raise ValidationError("message", f"expected text, got {type(message).__name__}.")
-    # NUL is never meaningful in a prompt, and several servers reject a body that contains it.
-    message = message.replace("\x00", "")
+    # NUL is never meaningful in a prompt and several servers reject it; a lone surrogate cannot even be sent.
+    message = clean(message)
     if not message.strip():
         raise ValidationError("message", "is empty: type something to send.")
     if len(message) > settings.max_message_chars:

@@ -7,6 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from services.errors import ValidationError
+from services.text import clean
 
 __all__ = ["TOOLS", "TextStats", "count", "greet", "increment", "lower", "reverse", "slugify", "title", "upper"]
 
@@ -18,7 +19,7 @@ def _text(field: str, value: object, *, max_chars: int) -> str:
         raise ValidationError(field, f"expected text, got {type(value).__name__}.")
     if len(value) > max_chars:
         raise ValidationError(field, f"is {len(value):,} characters; at most {max_chars:,} are allowed.")
-    return value
+    return clean(value)
 
 
 def greet(name: object) -> str:

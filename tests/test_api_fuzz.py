@@ -1,0 +1,146 @@
+"""Fuzz every endpoint through gradio_client and raw HTTP: always a value or a clear error, never a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import RunningApp, start_app, stop_app
+from tests.fake_openai import FakeOpenAI
+
+# The generic text Gradio shows for an uncaught exception: seeing it means a bug, not a clear error.
+GENERIC = "has raised an exception but has not enabled verbose error reporting"
+# Every clear error starts with the field it is about, or is a model-server message.
+CLEAR = re.compile(r"^(message|system_prompt|temperature|max_tokens|name|text): ")
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+
+# JSON-encodable Unicode (no lone surrogates, which no JSON client can send), control characters included.
+unicode_text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=200)
+huge_text = st.integers(min_value=100_001, max_value=150_000).map(lambda n: "\u00e9\x07" * (n // 2 + 1))
+anything = st.one_of(
+    unicode_text,
+    huge_text,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
+fuzz_settings = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    running = start_app(
+        tmp_path_factory.mktemp("fuzz"),
+        OPENAI_BASE_URL=fake_openai.base_url,
+        LLM_MODEL="fake-model",
+        RATE_LIMIT_PER_SESSION="none",
+        RATE_LIMIT_PER_IP="none",
+    )
+    yield running
+    stop_app(running)
+
+
+@pytest.fixture(scope="module")
+def client(fuzz_app: RunningApp) -> Client:
+    return Client(fuzz_app.url, verbose=False)
+
+
+def call(client: Client, *args: object, api_name: str) -> object:
+    """Call and return the value, or the AppError; fail the test on Gradio's generic (uncaught) error."""
+    try:
+        return client.predict(*args, api_name=api_name)
+    except AppError as error:
+        assert GENERIC not in str(error), f"{api_name}{args!r:.200} crashed the handler"
+        assert CLEAR.match(str(error)), f"{api_name}: unclear error {str(error)!r:.200}"
+        return error
+
+
+class TestClientFuzz:
+    @fuzz_settings
+    @given(message=anything, system_prompt=anything, temperature=anything, max_tokens=anything)
+    def test_chat(self, client, fake_openai, message, system_prompt, temperature, max_tokens):
+        """/chat answers or names the bad field, whatever the four inputs are."""
+        fake_openai.behaviour.delay = 0
+        result = call(client, message, system_prompt, temperature, max_tokens, api_name="/chat")
+        assert isinstance(result, (str, AppError))
+
+    @fuzz_settings
+    @given(value=anything, api_name=st.sampled_from(["/greet", "/reverse", "/upper", "/lower", "/title", "/slugify"]))
+    def test_text_endpoints(self, client, value, api_name):
+        """Every text endpoint returns text or a clear error."""
+        result = call(client, value, api_name=api_name)
+        assert isinstance(result, (str, AppError))
+
+    @fuzz_settings
+    @given(value=anything)
+    def test_count(self, client, value):
+        """/count returns the three counts or a clear error."""
+        result = call(client, value, api_name="/count")
+        assert isinstance(result, AppError) or set(result) == {"characters", "words", "lines"}  # type: ignore[arg-type]
+
+    def test_counter_takes_no_input(self, client):
+        """The counter endpoints answer with numbers."""
+        assert call(client, api_name="/reset_counter") == 0
+        assert call(client, api_name="/increment") == 1
+
+
+class TestRawHttpFuzz:
+    """What no Python client sends: NaN literals, lone surrogates, missing or extra inputs, broken JSON."""
+
+    # (api, body, the answer: a reply's start, the error field, or an HTTP status for bodies Gradio refuses)
+    CASES = (
+        ("chat", '{"data": ["hi", "s", NaN, 10]}', "temperature: expected a finite number"),  # NaN: not JSON
+        ("chat", '{"data": ["hi", "s", Infinity, 10]}', "temperature: expected a finite number"),
+        ("chat", '{"data": ["hi", "s", 0.5, 1e400]}', "max_tokens: expected a finite number"),
+        ("chat", '{"data": ["\\ud800 hi", "s", 0.5, 10]}', "You said: \ufffd hi"),  # a lone surrogate
+        ("chat", '{"data": ["hi", "\\udfff", 0.5, 10]}', "You said: hi"),
+        ("reverse", '{"data": ["a\\ud800b"]}', "b\ufffda"),
+        # Too many inputs shift onto the wrong fields, and the field that gets a bad value says so.
+        ("chat", '{"data": ["hi", "s", 0.5, 10, "extra", "more"]}', "temperature: must be between 0 and 2"),
+        ("chat", '{"data": "not a list"}', 422),
+        ("chat", '{"data": [', 422),  # broken JSON
+        ("chat", "[]", 422),
+    )
+
+    @pytest.mark.parametrize(("api", "body", "expected"), CASES)
+    def test_call_api(self, fuzz_app, api, body, expected):
+        """POST /gradio_api/call/<api> gives the value or the clear error, never a server error or a traceback."""
+        with httpx.Client(base_url=fuzz_app.url, timeout=20) as http:
+            posted = http.post(f"/gradio_api/call/{api}", content=body, headers={"content-type": "application/json"})
+            if isinstance(expected, int):
+                assert posted.status_code == expected, posted.text
+                assert "Traceback" not in posted.text
+                return
+            assert posted.status_code == 200, posted.text
+            text = http.get(f"/gradio_api/call/{api}/{posted.json()['event_id']}").text
+            assert "Traceback" not in text
+            last_data = json.loads(text.strip().splitlines()[-1].removeprefix("data:").strip())
+            if "event: error" in text:
+                assert last_data["error"].startswith(expected), text
+            else:
+                assert last_data[0] == expected, text
+
+    def test_missing_inputs_leave_the_app_serving(self, fuzz_app):
+        """Too few inputs is refused by Gradio itself (error: null, no text), and the next call works."""
+        with httpx.Client(base_url=fuzz_app.url, timeout=20) as http:
+            posted = http.post("/gradio_api/call/chat", json={"data": ["hi"]})
+            text = http.get(f"/gradio_api/call/chat/{posted.json()['event_id']}").text
+            assert "event: error" in text
+            assert "Traceback" not in text
+            greeted = http.post("/gradio_api/call/greet", json={"data": ["Ada"]})
+            answer = http.get(f"/gradio_api/call/greet/{greeted.json()['event_id']}").text
+            assert "Hello, Ada!" in answer

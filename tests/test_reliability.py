@@ -1,0 +1,93 @@
+"""Hundreds of faulty backend replies leak nothing: threads, sockets and queue slots return to where they were."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import start_app, stop_app
+from tests.fake_openai import Behaviour, FakeOpenAI, Fault
+
+FAULTS = (
+    Fault(status=500),
+    Fault(status=429),
+    Fault(status=401),
+    Fault(cut_after=1),  # connection dropped mid-reply
+    Fault(end_after=2),  # body ends without finish_reason
+    None,  # a normal reply in between
+)
+ROUNDS = 50  # 300 requests
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def sockets(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue  # closed while we looked
+    return count
+
+
+def chat(http: httpx.Client, message: str) -> str:
+    """One /chat call over Gradio's HTTP API; returns the last SSE event's name."""
+    posted = http.post("/gradio_api/call/chat", json={"data": [message, "sys", 0.5, 20]})
+    posted.raise_for_status()
+    events = http.get(f"/gradio_api/call/chat/{posted.json()['event_id']}").text
+    return [line for line in events.splitlines() if line.startswith("event:")][-1].removeprefix("event: ")
+
+
+@pytest.mark.parametrize("workers", [8])
+def test_faulty_requests_leak_nothing(tmp_path: Path, workers: int):
+    """300 requests, most failing in one of five ways, leave threads, sockets and the queue as they were."""
+    with FakeOpenAI(Behaviour(delay=0.001)) as server:
+        app = start_app(
+            tmp_path,
+            OPENAI_BASE_URL=server.base_url,
+            LLM_MODEL="m",
+            LLM_MAX_RETRIES="0",
+            RATE_LIMIT_PER_SESSION="none",
+            RATE_LIMIT_PER_IP="none",
+        )
+        pid = app.process.pid
+        try:
+            with httpx.Client(base_url=app.url, timeout=30) as http, ThreadPoolExecutor(workers) as pool:
+                # Warm up at the same concurrency: Gradio's worker threads and connection pools reach their
+                # steady size before the baseline, so growth afterwards is a leak, not a pool filling up.
+                assert set(pool.map(lambda i: chat(http, f"warm up {i}"), range(workers * 5))) == {"complete"}
+                time.sleep(1)
+                baseline = threads(pid), sockets(pid)
+
+                def one(i: int) -> str:
+                    fault = FAULTS[i % len(FAULTS)]
+                    if fault is not None:
+                        server.behaviour.faults.append(fault)
+                    return chat(http, f"request {i}")
+
+                outcomes = list(pool.map(one, range(ROUNDS * len(FAULTS))))
+                assert outcomes.count("error") >= ROUNDS * 4  # the faults really happened
+                assert outcomes.count("complete") >= ROUNDS // 2
+
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    after = threads(pid), sockets(pid)
+                    if after[0] <= baseline[0] + 2 and after[1] <= baseline[1] + 2:
+                        break
+                    time.sleep(0.2)
+                assert after[0] <= baseline[0] + 2, f"threads {baseline[0]} -> {after[0]}"
+                assert after[1] <= baseline[1] + 2, f"sockets {baseline[1]} -> {after[1]}"
+                server.behaviour.faults.clear()
+                assert chat(http, "still there?") == "complete"
+                status = http.get("/gradio_api/queue/status").json()
+                assert status["queue_size"] == 0
+        finally:
+            stop_app(app)
