@@ -36,6 +36,7 @@ class Fault:
     status: int | None = None
     cut_after: int | None = None
     end_after: int | None = None
+    error_after: int | None = None  # send an SSE `error` object after this many tokens, as vLLM does on failure
     message: str = "simulated failure"
 
 
@@ -129,6 +130,10 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects:
                     if fault and fault.cut_after is not None and i >= fault.cut_after:
                         raise _CutStream("connection dropped by the fake server")
                     if fault and fault.end_after is not None and i >= fault.end_after:
+                        return
+                    if fault and fault.error_after is not None and i >= fault.error_after:
+                        error = {"error": {"message": fault.message, "type": "server_error", "code": 500}}
+                        yield b"data: " + json.dumps(error).encode() + b"\n\n"
                         return
                     if behaviour.delay:
                         await asyncio.sleep(behaviour.delay)

@@ -178,6 +178,13 @@ class TestErrors:
             run_stream(backend_for(fake.base_url, LLM_MODEL="m"))
         assert info.value.partial == "You said:"
 
+    def test_error_event_mid_stream_is_reported_not_shown(self, fake):
+        """An SSE error object after some tokens ends the reply with the server's reason, never as reply text."""
+        fake.behaviour.faults.append(Fault(error_after=2, message="GPU fell over"))
+        with pytest.raises(StreamInterruptedError, match="reported an error: GPU fell over") as info:
+            run_stream(backend_for(fake.base_url, LLM_MODEL="m"))
+        assert info.value.partial == "You said:"
+
     def test_stream_ending_without_finish_reason_is_a_cut(self, fake):
         """A body that just stops, with no finish_reason, is reported as cut, not as a complete reply."""
         fake.behaviour.faults.append(Fault(end_after=3))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import anyio
+import httpx2
 import openai
 from openai import AsyncOpenAI
 
@@ -33,6 +37,13 @@ _HF_HOST_SUFFIXES = (".huggingface.co", ".hf.space", ".huggingface.cloud")
 # Servers that need no key (Ollama, llama.cpp, vLLM without --api-key) still need a non-empty string here,
 # because the `openai` client refuses to start without one.
 _NO_KEY = "not-needed"
+# What reading a streamed body can raise: the transport errors of httpx2, the HTTP client of the pinned openai
+# package (the same tuple as openai._httpx2.request_exceptions(), whose module is private).
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
+
+
+class _StreamErrorEvent(Exception):
+    """An `error` object inside the SSE stream, as some servers send when they fail after the first token."""
 
 
 @dataclass(frozen=True)
@@ -140,35 +151,49 @@ class OpenAIBackend:
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
         model = await self._resolve_model()
+        # The SDK's own request (auth, base URL, retries before the first byte, status errors), but the SSE body
+        # read as raw lines: building a pydantic ChatCompletionChunk per token was a third of the app's CPU while
+        # streaming (bench/chat_stream.py under py-spy), and json.loads of the same line costs ~5 us.
+        request = self._client.chat.completions.with_streaming_response.create(
+            model=model,
+            messages=list(messages),  # type: ignore[arg-type]
+            temperature=params.temperature,
+            max_tokens=params.max_tokens,
+            stream=True,
+        )
         try:
-            stream = await self._client.chat.completions.create(
-                model=model,
-                messages=list(messages),  # type: ignore[arg-type]
-                temperature=params.temperature,
-                max_tokens=params.max_tokens,
-                stream=True,
-            )
+            response = await request.__aenter__()
         except openai.OpenAIError as e:
             raise self._translate(e) from e
         received: list[str] = []
         finished = False
-        # `async with` closes the HTTP response even when our consumer stops early (the user pressed Stop),
-        # which is what tells the server to stop generating.
-        async with stream:
-            try:
-                async for chunk in stream:
-                    if not chunk.choices:
-                        continue  # usage-only chunks and keep-alives carry no text
-                    choice = chunk.choices[0]
-                    finished = finished or choice.finish_reason is not None
-                    if choice.delta and choice.delta.content:
-                        received.append(choice.delta.content)
-                        yield choice.delta.content
-            except openai.OpenAIError as e:
-                logger.warning("Stream from %s cut after %d pieces: %r", self.server, len(received), e)
-                raise StreamInterruptedError(
-                    f"The reply was cut off: {self._cut_reason(e)}", partial="".join(received)
-                ) from e
+        try:
+            async for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments (": keep-alive"), "event:" lines
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    finished = True
+                    break
+                chunk = json.loads(data)
+                if chunk.get("error"):
+                    # An error event mid-stream (the server gave up): report it, never show it as reply text.
+                    raise _StreamErrorEvent(str(chunk["error"].get("message") or chunk["error"])[:300])
+                for choice in chunk.get("choices") or ():  # usage-only chunks have none
+                    finished = finished or choice.get("finish_reason") is not None
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        received.append(piece)
+                        yield piece
+        except (*_TRANSPORT_ERRORS, _StreamErrorEvent, ValueError) as e:
+            logger.warning("Stream from %s cut after %d pieces: %r", self.server, len(received), e)
+            raise StreamInterruptedError(
+                f"The reply was cut off: {self._cut_reason(e)}", partial="".join(received)
+            ) from e
+        finally:
+            # Closes the HTTP response even when our consumer stops early (the user pressed Stop), which is what
+            # tells the server to stop generating.
+            await request.__aexit__(None, None, None)
         if not finished:
             # Every OpenAI-compatible server ends a reply with a finish_reason; a body that just stops was cut.
             logger.warning("Stream from %s ended after %d pieces without a finish_reason", self.server, len(received))
@@ -177,12 +202,14 @@ class OpenAIBackend:
                 partial="".join(received),
             )
 
-    def _cut_reason(self, error: openai.OpenAIError) -> str:
-        if isinstance(error, openai.APITimeoutError):
+    def _cut_reason(self, error: Exception) -> str:
+        if isinstance(error, httpx2.TimeoutException):
             return f"the model server at {self.server} sent nothing for {self._timeout:g} s (LLM_TIMEOUT)."
-        if isinstance(error, openai.APIConnectionError):
-            return f"the connection to the model server at {self.server} was lost. Try again."
-        return str(self._translate(error))
+        if isinstance(error, _StreamErrorEvent):
+            return f"the model server at {self.server} reported an error: {error}"
+        if isinstance(error, ValueError):
+            return f"the model server at {self.server} sent a reply that could not be read."
+        return f"the connection to the model server at {self.server} was lost. Try again."
 
     def _translate(self, error: openai.OpenAIError) -> BackendError:
         """The one place where an `openai` failure becomes a `BackendError` a person can act on."""
