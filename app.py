@@ -15,10 +15,10 @@ from typing import Any
 import gradio as gr
 
 from services import tools
-from services.chat import prepare_chat, stream_reply
+from services.chat import prepare_chat, stream_reply, trim_history
 from services.config import load_settings
 from services.errors import ConfigError, ServiceError
-from services.llm import create_backend
+from services.llm import Message, create_backend
 from services.ratelimit import ChatRateLimits
 from services.redact import install_log_redaction
 
@@ -95,8 +95,8 @@ def _checked_by_services(slider: gr.Slider) -> gr.Slider:
 
 
 def _none_as_empty(textbox: gr.Textbox) -> gr.Textbox:
-    """An API call may send null as the message; ChatInterface 6.31 crashes on it before our handler runs
-    (`_message_as_message_dict`), so it arrives as "" and gets the usual "message: is empty" error."""
+    """An API call may send null as the message: it arrives as "" and gets the usual "message: is empty" error
+    (Gradio's Textbox passes None through, which nothing downstream expects)."""
     preprocess = textbox.preprocess
     textbox.preprocess = lambda payload: "" if payload is None else preprocess(payload)  # type: ignore[method-assign]
     return textbox
@@ -110,15 +110,13 @@ def _status_line() -> str:
     return f"**Backend:** {BACKEND.name} · **Model:** `{BACKEND.model}`{where}"
 
 
-async def chat(
-    message: str,
-    history: list[dict[str, Any]],
-    system_prompt: str,
-    temperature: float,
-    max_tokens: int,
-    request: gr.Request,
+async def _reply(
+    message: Any, history: Any, system_prompt: Any, temperature: Any, max_tokens: Any, request: gr.Request
 ) -> AsyncIterator[str]:
-    """Stream the reply so far. Async all the way down, so no thread hop per streamed update."""
+    """One chat turn, for the page and the API alike: limits, validation, then the reply so far, growing.
+
+    Async all the way down, so no thread hop per streamed update.
+    """
     try:
         RATE_LIMITS.check(
             session=request.session_hash,
@@ -141,6 +139,41 @@ async def chat(
     except ServiceError as error:
         # Raised mid-stream, the partial reply stays on screen and the message says it was cut.
         raise _user_error(error) from error
+
+
+async def chat_ui(
+    message: str,
+    history: list[dict[str, Any]],
+    system_prompt: str,
+    temperature: float,
+    max_tokens: int,
+    request: gr.Request,
+) -> AsyncIterator[str]:
+    """The chat box's handler: gr.ChatInterface keeps the conversation in the page."""
+    async for text in _reply(message, history, system_prompt, temperature, max_tokens, request):
+        yield text
+
+
+async def chat(
+    message: str,
+    history: list[Message],
+    system_prompt: str,
+    temperature: float,
+    max_tokens: int,
+    request: gr.Request,
+) -> AsyncIterator[tuple[str, Any]]:
+    """The /chat API: streams the reply so far; the session's conversation (a gr.State) grows once, at the end.
+
+    Not ChatInterface's own API endpoint: that one rewrites its history State on every streamed update, and
+    Gradio 6.31 rebuilds a State's config on each write (SessionState.__setitem__), a large share of the
+    server's CPU per update. Here intermediate updates skip the State.
+    """
+    text = ""
+    async for text in _reply(message, history, system_prompt, temperature, max_tokens, request):
+        yield text, gr.skip()
+    exchange: list[Message] = [{"role": "user", "content": message}, {"role": "assistant", "content": text}]
+    kept, _ = trim_history([*history, *exchange], max_chars=SETTINGS.max_history_chars)
+    yield text, kept
 
 
 def _tool(fn: Callable[..., Any]) -> Callable[[str], Any]:
@@ -179,45 +212,50 @@ def reset_counter() -> tuple[int, int]:
 
 def _build_chat_tab() -> None:
     gr.Markdown(_status_line(), elem_id="status-line")
+    system_prompt = gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2, render=False)
+    temperature = _checked_by_services(
+        gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature", render=False)
+    )
+    max_tokens = _checked_by_services(
+        gr.Slider(
+            1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens", render=False
+        )
+    )
     gr.ChatInterface(
-        chat,
+        chat_ui,
         chatbot=gr.Chatbot(label="Chat", height="60vh", buttons=["copy"], elem_id="chatbot"),
         # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name.
-        textbox=_none_as_empty(
-            gr.Textbox(
-                placeholder="Type a message and press Enter",
-                label="Message",
-                show_label=False,
-                submit_btn="Send",
-                stop_btn="Stop",
-                elem_id="message",
-            )
+        textbox=gr.Textbox(
+            placeholder="Type a message and press Enter",
+            label="Message",
+            show_label=False,
+            submit_btn="Send",
+            stop_btn="Stop",
+            elem_id="message",
         ),
-        # render=False: ChatInterface then places them in the Parameters accordion under the chat.
-        additional_inputs=[
-            gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2, render=False),
-            _checked_by_services(
-                gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature", render=False)
-            ),
-            _checked_by_services(
-                gr.Slider(
-                    1,
-                    SETTINGS.max_tokens_cap,
-                    value=SETTINGS.default_max_tokens,
-                    step=1,
-                    label="Max tokens",
-                    render=False,
-                )
-            ),
-        ],
+        # render=False above: ChatInterface places them in the Parameters accordion under the chat.
+        additional_inputs=[system_prompt, temperature, max_tokens],
         additional_inputs_accordion=gr.Accordion("Parameters", open=False, render=False),
         examples=EXAMPLES,
         # Never run examples at start-up: on Spaces caching defaults on and would spend the owner's key.
         cache_examples=False,
+        # The public /chat endpoint is the lighter one below; this one stays for the page only.
+        api_visibility="private",
+        concurrency_limit=SETTINGS.chat_concurrency,
+        fill_height=False,
+    )
+    # The /chat API: a hidden button's event, as ChatInterface itself does for its endpoint.
+    api_message = _none_as_empty(gr.Textbox(label="message", visible=False))
+    api_reply = gr.Textbox(label="response", visible=False)
+    api_history = gr.State([])
+    gr.Button(visible=False).click(
+        chat,
+        [api_message, api_history, system_prompt, temperature, max_tokens],
+        [api_reply, api_history],
         api_name="chat",
         api_description="Stream a reply. One gradio_client session is one conversation.",
         concurrency_limit=SETTINGS.chat_concurrency,
-        fill_height=False,
+        show_progress="hidden",
     )
 
 
