@@ -94,14 +94,6 @@ def _checked_by_services(slider: gr.Slider) -> gr.Slider:
     return slider
 
 
-def _none_as_empty(textbox: gr.Textbox) -> gr.Textbox:
-    """An API call may send null as the message: it arrives as "" and gets the usual "message: is empty" error
-    (Gradio's Textbox passes None through, which nothing downstream expects)."""
-    preprocess = textbox.preprocess
-    textbox.preprocess = lambda payload: "" if payload is None else preprocess(payload)  # type: ignore[method-assign]
-    return textbox
-
-
 def _status_line() -> str:
     server = getattr(BACKEND, "server", None)
     where = f" at {server}" if server else ""
@@ -245,7 +237,7 @@ def _build_chat_tab() -> None:
         fill_height=False,
     )
     # The /chat API: a hidden button's event, as ChatInterface itself does for its endpoint.
-    api_message = _none_as_empty(gr.Textbox(label="message", visible=False))
+    api_message = gr.Textbox(label="message", visible=False)
     api_reply = gr.Textbox(label="response", visible=False)
     api_history = gr.State([])
     gr.Button(visible=False).click(
@@ -256,6 +248,10 @@ def _build_chat_tab() -> None:
         api_description="Stream a reply. One gradio_client session is one conversation.",
         concurrency_limit=SETTINGS.chat_concurrency,
         show_progress="hidden",
+        # Values pass as they are: services.chat checks the inputs and the output is a plain str. Gradio 6.31
+        # otherwise runs each component's pre/postprocess on a worker thread, a thread hop per value per update.
+        preprocess=False,
+        postprocess=False,
     )
 
 
