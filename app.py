@@ -96,7 +96,8 @@ def _checked_by_services(slider: gr.Slider) -> gr.Slider:
 
 def _status_line() -> str:
     server = getattr(BACKEND, "server", None)
-    where = f" at {server}" if server else ""
+    loaded = getattr(BACKEND, "loaded", None)
+    where = f" at {server}" if server else f" on {loaded.device}" if loaded else ""
     if BACKEND.name == "none":
         return "**Model:** not configured. Set `OPENAI_API_KEY`, `HF_TOKEN` or `OPENAI_BASE_URL` (see README)."
     return f"**Backend:** {BACKEND.name} · **Model:** `{BACKEND.model}`{where}"
@@ -233,7 +234,6 @@ def _build_chat_tab() -> None:
         cache_examples=False,
         # The public /chat endpoint is the lighter one below; this one stays for the page only.
         api_visibility="private",
-        concurrency_limit=SETTINGS.chat_concurrency,
         fill_height=False,
     )
     # The /chat API: a hidden button's event, as ChatInterface itself does for its endpoint.
@@ -246,7 +246,6 @@ def _build_chat_tab() -> None:
         [api_reply, api_history],
         api_name="chat",
         api_description="Stream a reply. One gradio_client session is one conversation.",
-        concurrency_limit=SETTINGS.chat_concurrency,
         show_progress="hidden",
         # Values pass as they are: services.chat checks the inputs and the output is a plain str. Gradio 6.31
         # otherwise runs each component's pre/postprocess on a worker thread, a thread hop per value per update.
@@ -285,6 +284,17 @@ def _build_counter_tab() -> None:
         gr.Button("Reset").click(reset_counter, None, [state, shown], api_name="reset_counter")
 
 
+def _share_chat_concurrency(blocks: gr.Blocks, limit: int | None) -> None:
+    """Put every event that calls the model (the page's submit and retry, its examples, the /chat API) under one
+    concurrency id and limit, so that LOCAL_CONCURRENCY bounds them together and the rest wait in the queue,
+    seeing their position. gr.ChatInterface 6.31 takes a concurrency_limit but no concurrency_id, and gives its
+    own events separate ones."""
+    for block_fn in blocks.fns.values():
+        if block_fn.name in ("_submit_fn", "chat_ui", "chat"):
+            block_fn.concurrency_id = "chat"
+            block_fn.concurrency_limit = limit
+
+
 with gr.Blocks(title=TITLE) as demo:
     gr.Markdown(f"# {TITLE}\n{DESCRIPTION}")
     with gr.Tabs():
@@ -297,7 +307,9 @@ with gr.Blocks(title=TITLE) as demo:
         with gr.Tab("Counter", id="counter"):
             _build_counter_tab()
 
-# Chats run without a per-event limit (CHAT_CONCURRENCY): one long reply must not block other visitors.
+# A model server takes many chats at once (CHAT_CONCURRENCY, no limit by default): one long reply must not block
+# other visitors. The in-process model runs LOCAL_CONCURRENCY replies at a time: each one uses every core.
+_share_chat_concurrency(demo, SETTINGS.local_concurrency if BACKEND.name == "local" else SETTINGS.chat_concurrency)
 # max_size bounds how many calls may wait; past it callers get a "queue full" error instead of a hang.
 demo.queue(max_size=SETTINGS.queue_max_size, default_concurrency_limit=None)
 

@@ -1,0 +1,577 @@
+"""A transformers causal LM as a backend: loaded once per process, streamed as it writes, stopped on demand.
+
+How a reply travels, and why each hop is there:
+
+    model.generate (thread "local-generate") -> TextIteratorStreamer -> `_generate` (a sync generator, under
+    `spaces.GPU`) -> thread "local-stream" -> asyncio.Queue -> `stream` (the async generator the chat awaits)
+
+- `generate` blocks until the whole reply is done, so it runs on its own thread and hands text to a
+  `TextIteratorStreamer`, the way transformers documents streaming (ours batches it: `_BatchingStreamer`).
+- `spaces.GPU` takes plain functions and sync generators only (spaces/zero/decorator.py: a coroutine
+  function raises NotImplementedError, and an async generator would be treated as a regular function).
+  On ZeroGPU it runs the generator in a forked worker process that holds the GPU lease, and sends each yielded
+  piece back by pickling it (spaces/zero/wrappers.py, `generator_function_wrapper`). So `_generate` takes and
+  yields only picklable values, and builds its tensors, thread and stop event inside, inside the lease.
+- One "local-stream" thread per reply drives that generator and posts each piece to the event loop with
+  `call_soon_threadsafe`: one cheap callback per piece. Awaiting `asyncio.to_thread(next, ...)` per piece
+  would cost an executor round trip per token, and its cancellation cannot interrupt a `next()` in flight.
+
+Stopping (the user pressed Stop, closed the tab, or a gradio_client job was cancelled): Gradio closes the
+chat's async generator, `services.chat` closes ours (`aclosing`), and our `finally` sets a stop flag and waits
+for the driver thread. The driver closes `_generate`, whose `finally` sets the `threading.Event` that the
+`StoppingCriteria` checks after every token, then joins the generation thread. On ZeroGPU, closing the
+wrapper in the main process sets the worker's stop event (wrappers.py: `except GeneratorExit:
+worker.stop_event.set()`), and the worker closes our generator the next time it yields. `_generate` yields
+the text as it is handed over (every token, or every 20 ms when tokens come faster), and "" every
+`_POLL_SECONDS` while the model is silent (reading a long prompt): on both paths a stop is seen within
+`_POLL_SECONDS`, and the model stops after the token in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import spaces  # before torch: on ZeroGPU `spaces` must patch torch before anything can initialise CUDA
+import torch
+from jinja2 import TemplateError
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from services.config import DEFAULT_LOCAL_MODEL, Settings
+from services.errors import (
+    BackendError,
+    BackendRequestError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigError,
+    ServiceError,
+    ValidationError,
+)
+from services.llm.base import GenerationParams, Message
+
+__all__ = ["LoadedModel", "LocalBackend", "load_model"]
+
+logger = logging.getLogger(__name__)
+
+# How often the streamer is polled while the model is silent, so a stop request is noticed within this long.
+_POLL_SECONDS = 0.1
+# Streamed text is handed over at most this often (see `_BatchingStreamer`).
+_PIECE_INTERVAL_SECONDS = 0.02
+# How long closing a stream waits for the generation thread to finish its current step; past it the thread
+# is left to stop by itself (the stop flag is set, so it ends after that step) and a warning is logged.
+_STOP_GRACE_SECONDS = 5.0
+# Context window to assume when neither the model config nor the tokenizer states one.
+_FALLBACK_CONTEXT = 2048
+# transformers' `model_max_length` when the tokenizer does not know it (VERY_LARGE_INTEGER).
+_UNKNOWN_LENGTH = int(1e29)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model and its tokenizer on their device, with what `fit` and `stream` need to know about them."""
+
+    name: str  # the LOCAL_MODEL value: a Hub id or a path
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    device: str  # "cuda" or "cpu"
+    dtype: torch.dtype
+    context_window: int  # prompt tokens + new tokens must fit in this many
+    pad_token_id: int | None
+
+
+# One model per LOCAL_MODEL value per process: loading takes seconds and a copy of the weights each time.
+_LOADED: dict[str, LoadedModel] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_model(name: str) -> LoadedModel:
+    """Load `name` (a Hub id or a local directory) once per process; later calls return the same object.
+
+    Raises:
+        ConfigError: naming LOCAL_MODEL, when the model cannot be loaded or cannot chat.
+    """
+    with _LOAD_LOCK:
+        if name not in _LOADED:
+            _LOADED[name] = _load_on_cpu_thread(name) if not torch.cuda.is_available() else _load(name)
+        return _LOADED[name]
+
+
+def _load_on_cpu_thread(name: str) -> LoadedModel:
+    """Load on a short-lived thread, so that the main thread never starts an OpenMP thread team.
+
+    torch's CPU kernels run on an OpenMP team per calling thread, and a team outlives its parallel region.
+    With a team left on the main thread (loading copies big tensors in parallel) and another on each
+    generation thread, there are more OpenMP threads than cores on a 2-vCPU Space; libgomp then stops
+    spinning between parallel regions, and every token pays for futex wake-ups: generation measured up to 2.5x
+    slower (bench/local_model.py). A team dies with its thread. On a GPU, loading stays on the calling thread:
+    ZeroGPU's CUDA emulation is a thread-local torch mode, entered by `import spaces` on the main thread.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-load") as pool:
+        return pool.submit(_load, name).result()
+
+
+def _load(name: str) -> LoadedModel:
+    # ZeroGPU wants the model on `cuda` at start-up (spaces patches torch so that this works without a GPU,
+    # and moves the weights onto the leased GPU in the worker). bf16 halves GPU memory; CPUs are fastest and
+    # exact in float32.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype_name = str(dtype).removeprefix("torch.")
+    logger.info("Loading local model %s on %s (%s)…", name, device, dtype_name)
+    started = time.perf_counter()
+    _check_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError("LOCAL_MODEL", f"could not load the tokenizer of {name!r}: {_summary(e)}") from e
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            "LOCAL_MODEL",
+            f"{name!r} has no chat template, so it cannot hold a conversation. Use an instruct (chat) model, "
+            f"such as {DEFAULT_LOCAL_MODEL}.",
+        )
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, output_loading_info=True)
+    except (OSError, ValueError, KeyError) as e:
+        # ValueError: the config is not a causal LM (a seq2seq or vision model), or needs trust_remote_code,
+        # which this Space never enables: it would run code from the model repository.
+        raise ConfigError("LOCAL_MODEL", f"could not load {name!r} as a causal language model: {_summary(e)}") from e
+    if info["missing_keys"]:
+        # An encoder checkpoint (BERT) loads as a "causal LM" whose output layer is random: it would babble.
+        missing = sorted(info["missing_keys"])
+        raise ConfigError(
+            "LOCAL_MODEL",
+            f"{name!r} is not a causal language model checkpoint: {len(missing)} weights are missing "
+            f"(such as {missing[0]!r}).",
+        )
+    model.to(device).eval()
+    context = _context_window(model, tokenizer)
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    logger.info(
+        "Loaded local model %s in %.1f s: %.1fM parameters, context window %d tokens",
+        name,
+        time.perf_counter() - started,
+        model.num_parameters() / 1e6,
+        context,
+    )
+    return LoadedModel(name, model, tokenizer, device, dtype, context, pad_token_id)
+
+
+def _check_path(name: str) -> None:
+    """A value written as a path must name a model directory; anything else is taken for a Hub id."""
+    path = Path(name)
+    if not name.startswith(("/", "./", "../")) and not path.exists():
+        return
+    if not path.exists():
+        raise ConfigError("LOCAL_MODEL", f"{name!r} does not exist: give a model directory or a Hub model id.")
+    if not path.is_dir():
+        raise ConfigError("LOCAL_MODEL", f"{name!r} is a file: give the directory that holds the model's files.")
+
+
+def _summary(error: Exception) -> str:
+    """The first line of a transformers/huggingface_hub error: the rest is advice meant for code, not a Space."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _context_window(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    config = model.config.get_text_config()
+    for attribute in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    if 0 < tokenizer.model_max_length < _UNKNOWN_LENGTH:
+        return int(tokenizer.model_max_length)
+    logger.warning("The model states no context window; assuming %d tokens", _FALLBACK_CONTEXT)
+    return _FALLBACK_CONTEXT
+
+
+class _StopOnEvent(StoppingCriteria):
+    """Ends generation after the current token once `event` is set; `generate` asks after every token."""
+
+    def __init__(self, event: threading.Event, *, device: torch.device) -> None:
+        self.event = event
+        # Made once: a new tensor per token would be a host-to-device copy per token on a GPU.
+        self._yes = torch.ones(1, dtype=torch.bool, device=device)
+        self._no = torch.zeros(1, dtype=torch.bool, device=device)
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs: Any
+    ) -> torch.BoolTensor:
+        return (self._yes if self.event.is_set() else self._no).expand(input_ids.shape[0])  # type: ignore[return-value]
+
+
+class _BatchingStreamer(TextIteratorStreamer):
+    """A `TextIteratorStreamer` that decodes and hands text over at most once per `interval` seconds.
+
+    `TextStreamer.put` decodes the whole line so far at every token, and each hand-over wakes the reading
+    thread (a GIL switch); at hundreds of tokens a second that was most of the streaming overhead
+    (bench/local_model.py), and on ZeroGPU each hand-over is also a pickle through a pipe between processes.
+    Here tokens that arrive within `interval` of the last hand-over wait, and go through the parent's own
+    decoding in one batch: the text is the same, in fewer pieces. The first visible text goes at once, so time
+    to first token is untouched, and `end` flushes the rest. The chat coalesces its updates to 40 ms anyway
+    (STREAM_INTERVAL_MS), so nobody sees the difference.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, *, interval: float, **kwargs: Any) -> None:
+        super().__init__(tokenizer, **kwargs)
+        self._interval = interval
+        self._waiting: list[int] = []
+        self._handed_at = -math.inf
+        self._shown = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.skip_prompt and self.next_tokens_are_prompt:
+            super().put(value)  # the prompt: the parent only notes that it has gone by
+            return
+        if value.dim() > 1:
+            if value.shape[0] > 1:
+                raise ValueError("_BatchingStreamer only supports batch size 1")
+            value = value[0]
+        self._waiting.extend(value.tolist())
+        now = time.monotonic()
+        if not self._shown or now - self._handed_at >= self._interval:
+            self._hand_over()
+            self._handed_at = now
+
+    def end(self) -> None:
+        self._hand_over()
+        super().end()
+
+    def _hand_over(self) -> None:
+        if self._waiting:
+            super().put(torch.tensor(self._waiting))
+            self._waiting.clear()
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        self._shown = self._shown or bool(text)
+        super().on_finalized_text(text, stream_end=stream_end)
+
+
+def _sampling_arguments(params: GenerationParams) -> dict[str, Any]:
+    """`generate` arguments for the exposed sampling settings, with the meaning the OpenAI API gives them.
+
+    Temperature 0 is greedy decoding (sampling at temperature 0 would divide by zero). Any other temperature
+    samples from the whole distribution: top-p 1 and no top-k, since the UI exposes neither; otherwise
+    transformers would silently apply its own default top-k of 50. The sampling values are None when greedy,
+    so transformers does not warn that they are unused.
+    """
+    if params.temperature == 0:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return {"do_sample": True, "temperature": params.temperature, "top_p": 1.0, "top_k": 0}
+
+
+def _is_gradio_error(error: BaseException) -> bool:
+    # spaces.GPU reports ZeroGPU's own failures (quota exceeded, no GPU free, worker aborted) as gradio.Error,
+    # whose text is written for users. services/ never imports gradio, so the class is recognised by module.
+    return any(cls.__module__ == "gradio.exceptions" for cls in type(error).__mro__)
+
+
+def _as_backend_error(error: Exception) -> BackendError:
+    """The one place where a failure while generating becomes a `BackendError` a person can act on."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return BackendUnavailableError(
+            "The local model ran out of GPU memory. Try a shorter conversation or a lower max_tokens."
+        )
+    if _is_gradio_error(error):
+        title = getattr(error, "title", None)
+        message = str(getattr(error, "message", error))
+        return BackendUnavailableError(f"{title}: {message}" if title else message)
+    return BackendError(f"The local model failed while writing the reply ({type(error).__name__}). Try again.")
+
+
+class LocalBackend:
+    """Streams replies from a transformers model loaded in this process (on ZeroGPU, on a leased GPU)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        concurrency: int = 1,
+        gpu_duration: int = 60,
+        timeout: float = 60.0,
+        piece_interval: float = _PIECE_INTERVAL_SECONDS,
+    ) -> None:
+        """
+        Args:
+            loaded: the model, from `load_model`.
+            concurrency: replies generated at once (LOCAL_CONCURRENCY); more wait their turn.
+            gpu_duration: seconds of ZeroGPU lease asked for per reply (LOCAL_GPU_DURATION).
+            timeout: seconds without a new token before a reply fails (LLM_TIMEOUT).
+            piece_interval: text is handed over at most once per this many seconds; 0 gives every token.
+        """
+        self.loaded = loaded
+        self._timeout = timeout
+        self._piece_interval = piece_interval
+        # Generations running at once (LOCAL_CONCURRENCY). Each one already uses every CPU core, or the GPU;
+        # more at once only makes each slower. A threading semaphore, because it is taken on the driver thread.
+        self._slots = threading.BoundedSemaphore(concurrency)
+        # Off ZeroGPU, spaces.GPU returns the function itself; on ZeroGPU, it asks for a lease of
+        # `gpu_duration` seconds per call and runs the generator in the leased worker.
+        self._generate_on_gpu = spaces.GPU(duration=gpu_duration)(self._generate)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalBackend:
+        """Load LOCAL_MODEL now (start-up), once per process; raises `ConfigError` when it cannot be used."""
+        return cls(
+            load_model(settings.local_model),
+            concurrency=settings.local_concurrency,
+            gpu_duration=settings.local_gpu_duration,
+            timeout=settings.llm_timeout,
+        )
+
+    @property
+    def model(self) -> str:
+        return self.loaded.name
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of the prompt the model would read: the chat template applied, with the assistant's cue."""
+        return len(self._prompt_ids(messages))
+
+    def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        tokenizer = self.loaded.tokenizer
+        try:
+            prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        except TemplateError as e:
+            # Some templates reject a conversation shape, e.g. "System role not supported".
+            raise BackendRequestError(f"The local model's chat template rejected the conversation: {e}") from e
+        # The template already writes the special tokens (BOS and the like): adding them again would double them.
+        return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def fit(self, messages: Sequence[Message], params: GenerationParams) -> tuple[list[Message], int]:
+        """Drop the oldest turns until prompt tokens + max_tokens fit the context window.
+
+        Keeps the system message (when first) and the last message; drops whole user/assistant exchanges,
+        oldest first, so the model never sees an answer without its question.
+
+        Returns:
+            The messages that fit, and how many were dropped.
+
+        Raises:
+            ValidationError: when max_tokens leaves no room, or the system prompt and the last message alone
+                do not fit.
+        """
+        window = self.loaded.context_window
+        if params.max_tokens >= window:
+            raise ValidationError(
+                "max_tokens",
+                f"must be less than the model's context window ({window:,} tokens), which also holds the "
+                f"conversation; got {params.max_tokens:,}.",
+            )
+        room = window - params.max_tokens
+        messages = list(messages)
+        if not messages or self.count_tokens(messages) <= room:
+            return messages, 0
+        head = messages[:1] if messages[0]["role"] == "system" and len(messages) > 1 else []
+        body, last = messages[len(head) : -1], messages[-1:]
+        if self.count_tokens(head + last) > room:
+            raise self._too_long(head, last, room=room, params=params)
+        # Where the kept history may start: at a user message, or nothing kept (len(body)).
+        cuts = [i for i in range(1, len(body)) if body[i]["role"] == "user"] + [len(body)]
+        # Fewer messages never make a longer prompt, so the smallest cut that fits is found by bisection:
+        # a handful of template renderings even for a conversation of hundreds of turns.
+        low, high = 0, len(cuts) - 1  # cuts[high] (no history) is known to fit
+        while low < high:
+            middle = (low + high) // 2
+            if self.count_tokens(head + body[cuts[middle] :] + last) <= room:
+                high = middle
+            else:
+                low = middle + 1
+        cut = cuts[low]
+        return head + body[cut:] + last, cut
+
+    def _too_long(
+        self, head: list[Message], last: list[Message], *, room: int, params: GenerationParams
+    ) -> ValidationError:
+        system = self.count_tokens(head) if head else 0
+        message = self.count_tokens(head + last) - system
+        limit = max(room - system, 0)
+        system_note = f" and the system prompt takes {system:,}" if head else ""
+        return ValidationError(
+            "message",
+            f"is {message:,} tokens, but at most {limit:,} fit: the model's context window is "
+            f"{self.loaded.context_window:,} tokens, max_tokens keeps {params.max_tokens:,} for the reply"
+            f"{system_note}. Shorten the message or lower max_tokens.",
+        )
+
+    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+        # The copied context carries Gradio's request to spaces.GPU, which bills the ZeroGPU lease to the
+        # visitor's quota; a bare Thread would start with an empty context.
+        context = contextvars.copy_context()
+        driver = threading.Thread(
+            target=context.run,
+            args=(self._drive, list(messages), params, loop, pieces, stop),
+            name="local-stream",
+            daemon=True,
+        )
+        driver.start()
+        try:
+            while True:
+                kind, value = await pieces.get()
+                if kind == "piece":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            # Runs on normal end, on error, and when the consumer closes us early (aclose, GeneratorExit,
+            # cancellation): the generation must stop with the reply, not keep a CPU or the GPU lease busy.
+            stop.set()
+            if driver.is_alive():
+                await asyncio.to_thread(driver.join, _STOP_GRACE_SECONDS + 1)
+
+    def _drive(
+        self,
+        messages: list[Message],
+        params: GenerationParams,
+        loop: asyncio.AbstractEventLoop,
+        pieces: asyncio.Queue[tuple[str, Any]],
+        stop: threading.Event,
+    ) -> None:
+        """Thread body: pull pieces from the (possibly GPU-leased) generator and post them to the event loop."""
+
+        def send(kind: str, value: object = None) -> None:
+            # RuntimeError: the event loop is closed, so nobody is waiting for this reply any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(pieces.put_nowait, (kind, value))
+
+        # Wait for a free slot, but give up as soon as the consumer leaves.
+        while not self._slots.acquire(timeout=_POLL_SECONDS):
+            if stop.is_set():
+                return
+        # Whatever happens below, the consumer gets exactly one last message: "end" or an error.
+        outcome: tuple[str, object] = ("error", BackendError("The local model stopped unexpectedly. Try again."))
+        try:
+            generator = self._generate_on_gpu(messages, params)
+            try:
+                for item in generator:
+                    if stop.is_set():
+                        break
+                    if isinstance(item, BackendError):
+                        outcome = ("error", item)
+                        break
+                    if item:
+                        send("piece", item)
+                else:
+                    outcome = ("end", None)
+            finally:
+                # Ends the generation; on ZeroGPU, also tells the worker to stop, and returns once it has.
+                generator.close()
+            if stop.is_set():
+                outcome = ("end", None)  # the consumer left; nobody reads this
+        except ServiceError as e:
+            outcome = ("error", e)
+        except Exception as e:
+            # On ZeroGPU, spaces.GPU's own refusals and failures (quota, no GPU free, worker died) arrive here.
+            if _is_gradio_error(e):
+                logger.warning("ZeroGPU: %s", _as_backend_error(e))
+            else:
+                logger.exception("Local generation failed")
+            outcome = ("error", _as_backend_error(e))
+        finally:
+            self._slots.release()
+            send(*outcome)
+
+    def _generate(self, messages: list[Message], params: GenerationParams) -> Iterator[str | BackendError]:
+        """Yield the reply's text pieces, and "" while the model is silent; runs inside the GPU lease.
+
+        A failure is yielded, not raised: on ZeroGPU an exception raised in the worker reaches the main process
+        as its class name only (wrappers.py, `exception_result` and `error("ZeroGPU worker error",
+        res.error_cls)`), while a yielded `BackendError` is pickled whole. Closing this generator stops the
+        generation after the current token and joins its thread.
+        """
+        loaded = self.loaded
+        try:
+            prompt_ids = self._prompt_ids(messages)
+        except BackendError as e:
+            yield e
+            return
+        room = loaded.context_window - len(prompt_ids)
+        if room < 1:
+            yield BackendRequestError(
+                f"The conversation is {len(prompt_ids):,} tokens, and the model's context window is "
+                f"{loaded.context_window:,}: start a new conversation."
+            )
+            return
+        input_ids = torch.tensor([prompt_ids], device=loaded.model.device)
+        stop = threading.Event()
+        streamer = _BatchingStreamer(
+            loaded.tokenizer,
+            interval=self._piece_interval,
+            skip_prompt=True,
+            timeout=_POLL_SECONDS,
+            skip_special_tokens=True,
+        )
+        arguments = {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids),
+            # `fit` has made room for max_tokens; a caller that skipped it gets what still fits.
+            "max_new_tokens": min(params.max_tokens, room),
+            "pad_token_id": loaded.pad_token_id,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_StopOnEvent(stop, device=input_ids.device)]),
+            **_sampling_arguments(params),
+        }
+        failures: list[Exception] = []
+
+        def run() -> None:
+            try:
+                loaded.model.generate(**arguments)
+            except Exception as e:
+                failures.append(e)
+
+        thread = threading.Thread(target=run, name="local-generate", daemon=True)
+        thread.start()
+        last_progress = time.monotonic()
+        try:
+            while True:
+                try:
+                    piece = next(streamer)
+                except StopIteration:
+                    break
+                except queue.Empty:
+                    if not thread.is_alive() and streamer.text_queue.empty():
+                        break  # generate failed before ending the stream
+                    if time.monotonic() - last_progress > self._timeout:
+                        yield BackendTimeoutError(
+                            f"The local model wrote nothing for {self._timeout:g} s (LLM_TIMEOUT). Try a shorter "
+                            "conversation or a lower max_tokens, or raise LLM_TIMEOUT."
+                        )
+                        return
+                    yield ""  # a heartbeat: whoever drives this generator can stop it now
+                    continue
+                last_progress = time.monotonic()
+                yield piece  # "" too (a word still being spelled): each yield is a chance to stop
+        finally:
+            stop.set()
+            thread.join(_STOP_GRACE_SECONDS)
+            if thread.is_alive():
+                logger.warning("Generation still running %g s after stop; it ends after its step", _STOP_GRACE_SECONDS)
+        if failures:
+            logger.error("Local generation failed", exc_info=failures[0])
+            yield _as_backend_error(failures[0])
