@@ -101,18 +101,17 @@ class TestLocalChat:
 
     def test_second_chat_waits_in_the_queue_with_its_position(self, local_app):
         """LOCAL_CONCURRENCY=1: a second caller is queued (rank shown) until the first reply ends."""
-        first = Client(local_app.url, verbose=False).submit("first", SYSTEM, 0.0, 400, api_name="/chat")
+        # A reply of thousands of tokens: several seconds, so the second caller surely arrives while it runs.
+        first = Client(local_app.url, verbose=False).submit("first", SYSTEM, 0.0, 3000, api_name="/chat")
         deadline = time.monotonic() + 60
         while not first.outputs() and time.monotonic() < deadline:
             time.sleep(0.05)
         second = Client(local_app.url, verbose=False).submit("second", SYSTEM, 0.0, 8, api_name="/chat")
         seen_queued = False
-        while not second.done() and time.monotonic() < deadline:
+        while not seen_queued and not second.done() and time.monotonic() < deadline:
             status = second.status()
-            if status.code == Status.IN_QUEUE and status.rank is not None:
-                seen_queued = True
-                assert not first.done()
+            seen_queued = status.code == Status.IN_QUEUE and status.rank is not None
             time.sleep(0.02)
-        first.cancel()
+        first.cancel()  # the queued chat runs once the first one is stopped
         assert seen_queued, "the second chat never waited in the queue"
         assert second.result(timeout=60).strip()

@@ -61,7 +61,12 @@ def test_faulty_requests_leak_nothing(tmp_path: Path, workers: int):
         )
         pid = app.process.pid
         try:
-            with httpx.Client(base_url=app.url, timeout=30) as http, ThreadPoolExecutor(workers) as pool:
+            # No keep-alive: the test's own idle connections would count among the app's sockets.
+            no_keepalive = httpx.Limits(max_keepalive_connections=0)
+            with (
+                httpx.Client(base_url=app.url, timeout=30, limits=no_keepalive) as http,
+                ThreadPoolExecutor(workers) as pool,
+            ):
 
                 def one(i: int) -> str:
                     fault = FAULTS[i % len(FAULTS)]
@@ -88,7 +93,9 @@ def test_faulty_requests_leak_nothing(tmp_path: Path, workers: int):
                 assert outcomes.count("complete") >= ROUNDS // 2
                 after = settled()
                 assert after[0] <= baseline[0] + 1, f"threads {baseline[0]} -> {after[0]}"
-                assert after[1] <= baseline[1] + 1, f"sockets {baseline[1]} -> {after[1]}"
+                # A leak of one socket per failed request would show hundreds; the pool to the model server may
+                # keep a connection more or less than at the baseline.
+                assert after[1] <= baseline[1] + 2, f"sockets {baseline[1]} -> {after[1]}"
                 server.behaviour.faults.clear()
                 assert chat(http, "still there?") == "complete"
                 status = http.get("/gradio_api/queue/status").json()
