@@ -297,3 +297,31 @@ class TestAuth:
         page.get_by_role("button", name="Login").click()
         expect(page.locator(MESSAGE_BOX)).to_be_visible(timeout=10_000)
         context.close()
+
+
+@pytest.fixture(scope="module")
+def short_memory_app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    running = start_app(
+        tmp_path_factory.mktemp("short-memory"),
+        OPENAI_BASE_URL=fake_openai.base_url,
+        LLM_MODEL="fake-model",
+        MAX_HISTORY_CHARS="60",
+    )
+    yield running
+    stop_app(running)
+
+
+class TestTrimmedHistory:
+    def test_the_page_says_when_old_messages_are_left_out(self, browser, short_memory_app, fake):
+        """A conversation longer than the model can take is trimmed, and a warning says how much went."""
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(short_memory_app.url)
+        page.locator(MESSAGE_BOX).wait_for()
+        send(page, "a first message that is long")
+        wait_for_reply(page, "You said: a first message that is long")
+        send(page, "second")
+        wait_for_reply(page, "You said: second")
+        expect(page.get_by_text("2 earlier message(s) were left out")).to_be_visible()
+        assert [m["role"] for m in fake.requests[-1]["messages"]] == ["system", "user"]
+        context.close()
