@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,21 @@ def start_app(tmp_path: Path, *, timeout: float = 60, **env: str) -> RunningApp:
     raise RuntimeError(f"app did not start in {timeout} s:\n{log_path.read_text()}")
 
 
+@contextmanager
+def running_app(directory: Path, **env: str) -> Iterator[RunningApp]:
+    """`start_app` for a with-block (or a fixture's yield): the app is stopped however the block ends."""
+    app = start_app(directory, **env)
+    try:
+        yield app
+    finally:
+        stop_app(app)
+
+
+def fake_backed(fake: FakeOpenAI, **env: str) -> dict[str, str]:
+    """The variables that point the app at a fake OpenAI server, plus `env`."""
+    return {"OPENAI_BASE_URL": fake.base_url, "LLM_MODEL": "fake-model", **env}
+
+
 def stop_app(app: RunningApp) -> None:
     app.process.terminate()
     try:
@@ -106,14 +122,7 @@ def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
 @pytest.fixture(scope="module")
 def app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """The app on 127.0.0.1, chatting with the module's fake OpenAI server (no retries, so faults show)."""
-    running = start_app(
-        tmp_path_factory.mktemp("app"),
-        OPENAI_BASE_URL=fake_openai.base_url,
-        LLM_MODEL="fake-model",
-        LLM_MAX_RETRIES="0",
-        # Every test client comes from 127.0.0.1: the per-address limit is tested on its own app.
-        RATE_LIMIT_PER_IP="none",
-        RATE_LIMIT_PER_SESSION="none",
-    )
-    yield running
-    stop_app(running)
+    # Every test client comes from 127.0.0.1: the rate limits are tested on an app of their own.
+    env = fake_backed(fake_openai, LLM_MAX_RETRIES="0", RATE_LIMIT_PER_IP="none", RATE_LIMIT_PER_SESSION="none")
+    with running_app(tmp_path_factory.mktemp("app"), **env) as running:
+        yield running

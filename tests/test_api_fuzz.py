@@ -14,7 +14,7 @@ from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import RunningApp, start_app, stop_app
+from tests.conftest import RunningApp, fake_backed, running_app
 from tests.fake_openai import FakeOpenAI
 
 # The generic text Gradio shows for an uncaught exception: seeing it means a bug, not a clear error.
@@ -43,15 +43,9 @@ fuzz_settings = settings(
 
 @pytest.fixture(scope="module")
 def fuzz_app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(
-        tmp_path_factory.mktemp("fuzz"),
-        OPENAI_BASE_URL=fake_openai.base_url,
-        LLM_MODEL="fake-model",
-        RATE_LIMIT_PER_SESSION="none",
-        RATE_LIMIT_PER_IP="none",
-    )
-    yield running
-    stop_app(running)
+    env = fake_backed(fake_openai, RATE_LIMIT_PER_SESSION="none", RATE_LIMIT_PER_IP="none")
+    with running_app(tmp_path_factory.mktemp("fuzz"), **env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import ROOT, RunningApp, start_app, stop_app
+from tests.conftest import ROOT, RunningApp, fake_backed, running_app
 from tests.fake_openai import FakeOpenAI
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -236,14 +236,8 @@ class TestMobile:
 
 @pytest.fixture(scope="module")
 def dark_app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(
-        tmp_path_factory.mktemp("dark"),
-        OPENAI_BASE_URL=fake_openai.base_url,
-        LLM_MODEL="fake-model",
-        APP_THEME_MODE="dark",
-    )
-    yield running
-    stop_app(running)
+    with running_app(tmp_path_factory.mktemp("dark"), **fake_backed(fake_openai, APP_THEME_MODE="dark")) as running:
+        yield running
 
 
 class TestDarkMode:
@@ -271,14 +265,10 @@ class TestDarkMode:
 
 @pytest.fixture(scope="module")
 def private_app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(
-        tmp_path_factory.mktemp("auth"),
-        OPENAI_BASE_URL=fake_openai.base_url,
-        LLM_MODEL="fake-model",
-        APP_AUTH="ada:correct-horse",
-    )
-    yield running
-    stop_app(running)
+    with running_app(
+        tmp_path_factory.mktemp("auth"), **fake_backed(fake_openai, APP_AUTH="ada:correct-horse")
+    ) as running:
+        yield running
 
 
 class TestAuth:
@@ -301,14 +291,10 @@ class TestAuth:
 
 @pytest.fixture(scope="module")
 def short_memory_app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(
-        tmp_path_factory.mktemp("short-memory"),
-        OPENAI_BASE_URL=fake_openai.base_url,
-        LLM_MODEL="fake-model",
-        MAX_HISTORY_CHARS="60",
-    )
-    yield running
-    stop_app(running)
+    with running_app(
+        tmp_path_factory.mktemp("short-memory"), **fake_backed(fake_openai, MAX_HISTORY_CHARS="60")
+    ) as running:
+        yield running
 
 
 class TestTrimmedHistory:
