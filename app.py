@@ -60,6 +60,7 @@ try:
 except ConfigError as error:
     raise SystemExit(f"Configuration error: {error}") from None
 RATE_LIMITS = ChatRateLimits.from_settings(SETTINGS)
+STREAM_INTERVAL = SETTINGS.stream_interval_for(BACKEND.name)
 
 TITLE = "Space Chat"
 DESCRIPTION = (
@@ -127,7 +128,7 @@ async def _reply(
         )
         if turn.dropped:
             gr.Warning(f"{turn.dropped} earlier message(s) were left out so the conversation fits the model.")
-        async for text in stream_reply(BACKEND, turn, interval=SETTINGS.stream_interval):
+        async for text in stream_reply(BACKEND, turn, interval=STREAM_INTERVAL):
             yield text
     except ServiceError as error:
         # Raised mid-stream, the partial reply stays on screen and the message says it was cut.

@@ -105,7 +105,7 @@ async def _chat(backend: LocalBackend, tokens: int) -> str:
     settings = Settings(max_tokens_cap=max(tokens, 4096))
     turn = prepare_chat(backend, MESSAGE, [], system_prompt=SYSTEM, temperature=0, max_tokens=tokens, settings=settings)
     text = ""
-    async for text in stream_reply(backend, turn, interval=settings.stream_interval):  # noqa: B007
+    async for text in stream_reply(backend, turn, interval=settings.stream_interval_for("local")):  # noqa: B007
         pass  # each value is the reply so far; the last is the reply
     return text
 

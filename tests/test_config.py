@@ -79,6 +79,19 @@ class TestParsing:
         assert "hunter2" not in str(info.value)
 
 
+class TestStreamInterval:
+    def test_default_depends_on_the_backend(self):
+        """40 ms for a model server, 100 ms for the in-process model that shares the CPU."""
+        settings = load_settings({})
+        assert settings.stream_interval_for("openai") == 0.04
+        assert settings.stream_interval_for("local") == 0.1
+
+    def test_variable_applies_to_every_backend(self):
+        """STREAM_INTERVAL_MS, in milliseconds, wins for all backends."""
+        settings = load_settings({"STREAM_INTERVAL_MS": "25"})
+        assert settings.stream_interval_for("openai") == settings.stream_interval_for("local") == 0.025
+
+
 class TestAuth:
     def test_pairs_are_parsed(self):
         """Comma-separated user:password pairs; a password may contain ':'."""
