@@ -63,8 +63,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = "Tell me, at length, how streaming works."
-DIRECT, CHAT, UI, GRADIO_CLIENT = "direct", "browser /chat", "browser UI", "gradio_client"
-MODES = (DIRECT, CHAT, UI, GRADIO_CLIENT)
+DIRECT, CHAT, UI, HTTP_CALL, GRADIO_CLIENT = "direct", "browser /chat", "browser UI", "HTTP /call", "gradio_client"
+MODES = (DIRECT, CHAT, UI, HTTP_CALL, GRADIO_CLIENT)
 # Variables the app reads that must not leak from the developer's shell into the app under test (a real key
 # would send the benchmark to a paid API); the list follows tests/conftest.py.
 CLEARED_VARIABLES = (
@@ -95,6 +95,7 @@ def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternation rounds (default 3)")
     parser.add_argument("--no-gradio-client", action="store_true", help="skip the gradio_client mode")
     parser.add_argument("--no-ui", action="store_true", help="skip the browser UI (ChatInterface chain) mode")
+    parser.add_argument("--no-http-call", action="store_true", help="skip the HTTP /call mode (what curl does)")
     parser.add_argument(
         "--gradio-client-max-n", type=int, default=64, help="largest N run through gradio_client (default 64)"
     )
@@ -294,6 +295,7 @@ class AppSchema:
     chat: int
     ui_root: int | None
     message: int
+    ui_message: int | None  # the page's chat box
 
     @classmethod
     def load(cls, url: str) -> AppSchema:
@@ -303,15 +305,17 @@ class AppSchema:
         if chat is None:
             raise RuntimeError("the app has no event with api_name 'chat'")
         message = int(deps[chat]["inputs"][0])
+        components = config["components"]
+        # The page's chat box (elem_id "message", as the browser tests find it): its submit starts the UI chain.
+        box = next((int(c["id"]) for c in components if c.get("props", {}).get("elem_id") == "message"), None)
         ui_root = next(
-            (i for i, dep in deps.items() if [message, "submit"] in dep["targets"] and not dep["types"]["cancel"]),
+            (i for i, dep in deps.items() if [box, "submit"] in dep["targets"] and not dep["types"]["cancel"]),
             None,
         )
         children: dict[int, list[int]] = {}
         for i, dep in deps.items():
             if dep.get("trigger_after") is not None and not dep["types"]["cancel"]:
                 children.setdefault(int(dep["trigger_after"]), []).append(i)
-        components = config["components"]
         return cls(
             api=url + config.get("api_prefix", "/gradio_api").strip("/"),
             protocol=str(config.get("protocol")),
@@ -322,6 +326,7 @@ class AppSchema:
             chat=chat,
             ui_root=ui_root,
             message=message,
+            ui_message=box,
         )
 
     def chat_inputs(self) -> list[Any]:
@@ -451,6 +456,8 @@ class BrowserSession:
         self.session = uuid.uuid4().hex[:11]
         self.values = dict(schema.defaults)
         self.values[schema.message] = MESSAGE
+        if schema.ui_message is not None:
+            self.values[schema.ui_message] = MESSAGE
         self.result = Stream()
         self.diffed_text = ""
         self.final_text = ""
@@ -561,6 +568,39 @@ class BrowserSession:
         return ok
 
 
+async def http_call_stream(http: httpx.AsyncClient, api: str, *, inputs: list[Any], expected: str) -> Stream:
+    """One chat through Gradio's HTTP API, as README's curl example: `POST /call/chat`, then its SSE stream, where
+    each `generating` event carries the outputs in full (no diffs) and `complete` the final ones."""
+    result = Stream()
+    start = time.perf_counter()
+    posted = await http.post(f"{api}/call/chat", json={"data": [MESSAGE, *inputs]})
+    if posted.status_code != 200:
+        result.error = f"/call/chat: HTTP {posted.status_code} {posted.text[:200]}"
+        return result
+    event_id = posted.json()["event_id"]
+    text = final = ""
+    async with http.stream("GET", f"{api}/call/chat/{event_id}") as events:
+        kind = ""
+        async for line in events.aiter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:") and kind in ("generating", "complete"):
+                outputs = json.loads(line[5:])
+                value = reply_text(outputs[0]) if outputs else ""
+                if kind == "complete":
+                    final = value
+                    break
+                result.updates += 1
+                text = value or text
+                if result.ttft is None and text:
+                    result.ttft = time.perf_counter() - start
+            elif line.startswith("data:") and kind == "error":
+                result.error = f"/call/chat: {line[5:].strip()[:200]}"
+                break
+    result.complete = text == expected and final == expected
+    return result
+
+
 async def _sse_json(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     if response.status_code != 200:
         raise RuntimeError(f"queue/data answered HTTP {response.status_code}")
@@ -644,6 +684,8 @@ class Bench:
         modes = [DIRECT, CHAT]
         if not self.args.no_ui and self.schema.ui_root is not None:
             modes.append(UI)
+        if not self.args.no_http_call:
+            modes.append(HTTP_CALL)
         if not self.args.no_gradio_client and n <= self.args.gradio_client_max_n:
             modes.append(GRADIO_CLIENT)
         return modes
@@ -715,6 +757,8 @@ class Bench:
         coroutine: Awaitable[Stream]
         if mode == DIRECT:
             coroutine = direct_stream(openai_client, model=self.args.model, inputs=self.inputs, expected=self.expected)
+        elif mode == HTTP_CALL:
+            coroutine = http_call_stream(http, self.schema.api, inputs=self.inputs, expected=self.expected)
         else:
             root = self.schema.chat if mode == CHAT else self.schema.ui_root
             assert root is not None
