@@ -64,14 +64,15 @@ RATE_LIMITS = ChatRateLimits.from_settings(SETTINGS)
 STREAM_INTERVAL = SETTINGS.stream_interval_for(BACKEND.name)
 
 TITLE = "Space Chat"
+PLACEHOLDER = "Type a message and press Enter"
 DESCRIPTION = (
     "Chat with a language model that streams its answer, plus a few small text tools. "
     "Call every tab from code with `gradio_client`: see *Use via API* at the bottom of the page."
 )
 EXAMPLES = [
-    ["Explain recursion to a ten-year-old, with one example.", None, None, None],
-    ["Write a Python function that checks whether a string is a palindrome.", None, None, None],
-    ["Suggest three names for a bakery as a Markdown list, the best one in bold.", None, None, None],
+    "Explain recursion to a ten-year-old, with one example.",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Suggest three names for a bakery as a Markdown list, the best one in bold.",
 ]
 
 
@@ -136,17 +137,81 @@ async def _reply(
         raise _user_error(error) from error
 
 
-async def chat_ui(
-    message: str,
-    history: list[dict[str, Any]],
-    system_prompt: str,
-    temperature: float,
-    max_tokens: int,
-    request: gr.Request,
-) -> AsyncIterator[str]:
-    """The chat box's handler: gr.ChatInterface keeps the conversation in the page."""
-    async for text in _reply(message, history, system_prompt, temperature, max_tokens, request):
-        yield text
+def _message_text(message: Any) -> str:
+    """The text of one Chatbot message as Gradio hands it to a handler (a list of typed parts)."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else []
+    return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict) and p.get("type") == "text")
+
+
+# The box while a reply streams (Stop instead of Send), and after it.
+def _box_busy(value: str | None = "") -> gr.Textbox:
+    return gr.Textbox(value=value, interactive=False, submit_btn=False, stop_btn="Stop", placeholder="")
+
+
+def _box_ready() -> gr.Textbox:
+    return gr.Textbox(interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
+
+
+def take_message(message: str, history: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """Send: the user's message shows at once, before the reply is queued, and the box turns into Stop.
+
+    A blank box sends nothing (and the reply step then finds no new message): an error raised in this unqueued
+    step would cover the chat with Gradio's bare "Error" badge instead of a message.
+    """
+    if not (message or "").strip():
+        return gr.skip(), gr.skip()
+    return _box_busy(), [*history, {"role": "user", "content": message}]
+
+
+def take_example(history: list[dict[str, Any]], selected: gr.SelectData) -> tuple[Any, Any]:
+    """An example card is sent as if typed (examples never run at start-up, so no key is spent then)."""
+    return take_message(str(selected.value.get("text", "")), history)
+
+
+def take_retry(history: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """Retry: the conversation up to the last user message, which is answered again."""
+    last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        return gr.skip(), gr.skip()
+    return _box_busy(), history[: last_user + 1]
+
+
+def undo(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Undo: the last exchange leaves the chat and its message goes back into the box."""
+    last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        return history, ""
+    return history[:last_user], _message_text(history[last_user])
+
+
+def _page_reply(chatbot: gr.Chatbot) -> Callable[..., AsyncIterator[list[dict[str, Any]]]]:
+    """The page's streaming handler for this chatbot."""
+
+    async def chat_ui(
+        history: list[dict[str, Any]],
+        system_prompt: str,
+        temperature: float,
+        max_tokens: int,
+        request: gr.Request,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Stream the answer to the conversation's last message into the chatbot.
+
+        Each update is the chatbot's value as Gradio itself would send it (`Chatbot.postprocess`), built here on
+        the event loop: the event runs with postprocess=False, so Gradio skips its per-update hop to a worker
+        thread, and the conversation so far is converted once, not on every update.
+        """
+        shown = chatbot.postprocess(history).model_dump()
+        if not history or history[-1].get("role") != "user":
+            yield shown  # nothing new to answer (a blank box was sent): the chat stays as it is
+            return
+        *before, last = history
+        async for text in _reply(_message_text(last), before, system_prompt, temperature, max_tokens, request):
+            yield [*shown, *chatbot.postprocess([{"role": "assistant", "content": text}]).model_dump()]
+
+    return chat_ui
 
 
 async def chat(
@@ -159,9 +224,8 @@ async def chat(
 ) -> AsyncIterator[tuple[str, Any]]:
     """The /chat API: streams the reply so far; the session's conversation (a gr.State) grows once, at the end.
 
-    Not ChatInterface's own API endpoint: that one rewrites its history State on every streamed update, and
-    Gradio 6.31 rebuilds a State's config on each write (SessionState.__setitem__), a large share of the
-    server's CPU per update. Here intermediate updates skip the State.
+    Intermediate updates skip the State: Gradio 6.31 rebuilds a State's config on each write
+    (SessionState.__setitem__), a large share of the server's CPU per update when done on every one.
     """
     text = ""
     async for text in _reply(message, history, system_prompt, temperature, max_tokens, request):
@@ -207,38 +271,57 @@ def reset_counter() -> tuple[int, int]:
 
 def _build_chat_tab() -> None:
     gr.Markdown(_status_line(), elem_id="status-line")
-    system_prompt = gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2, render=False)
-    temperature = _checked_by_services(
-        gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature", render=False)
+    chatbot = gr.Chatbot(
+        label="Chat",
+        height="60vh",
+        buttons=["copy"],
+        elem_id="chatbot",
+        examples=[{"text": text} for text in EXAMPLES],
     )
-    max_tokens = _checked_by_services(
-        gr.Slider(
-            1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens", render=False
+    # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name.
+    box = gr.Textbox(
+        placeholder=PLACEHOLDER,
+        label="Message",
+        show_label=False,
+        submit_btn="Send",
+        stop_btn=False,
+        elem_id="message",
+    )
+    with gr.Accordion("Parameters", open=False):
+        system_prompt = gr.Textbox(SETTINGS.system_prompt, label="System prompt", lines=2)
+        temperature = _checked_by_services(
+            gr.Slider(0, 2, value=SETTINGS.default_temperature, step=0.05, label="Temperature")
         )
-    )
-    gr.ChatInterface(
-        chat_ui,
-        chatbot=gr.Chatbot(label="Chat", height="60vh", buttons=["copy"], elem_id="chatbot"),
-        # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name.
-        textbox=gr.Textbox(
-            placeholder="Type a message and press Enter",
-            label="Message",
-            show_label=False,
-            submit_btn="Send",
-            stop_btn="Stop",
-            elem_id="message",
-        ),
-        # render=False above: ChatInterface places them in the Parameters accordion under the chat.
-        additional_inputs=[system_prompt, temperature, max_tokens],
-        additional_inputs_accordion=gr.Accordion("Parameters", open=False, render=False),
-        examples=EXAMPLES,
-        # Never run examples at start-up: on Spaces caching defaults on and would spend the owner's key.
-        cache_examples=False,
-        # The public /chat endpoint is the lighter one below; this one stays for the page only.
-        api_visibility="private",
-        fill_height=False,
-    )
-    # The /chat API: a hidden button's event, as ChatInterface itself does for its endpoint.
+        max_tokens = _checked_by_services(
+            gr.Slider(1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens")
+        )
+
+    # One queued event per reply, with one quick unqueued step before it and after it. (gr.ChatInterface
+    # fires eight events a message and rewrites a gr.State on every streamed update: at 64 visitors at once
+    # the page took 2.7x the model server's time, bench/chat_stream.py "browser UI".)
+    page = {"api_visibility": "private"}
+    chat_ui = _page_reply(chatbot)
+    replies = []
+    for started in (
+        box.submit(take_message, [box, chatbot], [box, chatbot], queue=False, **page),
+        chatbot.example_select(take_example, [chatbot], [box, chatbot], queue=False, **page),
+        chatbot.retry(take_retry, [chatbot], [box, chatbot], queue=False, **page),
+    ):
+        reply = started.success(
+            chat_ui,
+            [chatbot, system_prompt, temperature, max_tokens],
+            [chatbot],
+            show_progress="minimal",
+            postprocess=False,
+            **page,
+        )
+        reply.then(_box_ready, None, [box], queue=False, **page)
+        replies.append(reply)
+    box.stop(None, None, None, cancels=replies, **page)
+    chatbot.undo(undo, [chatbot], [chatbot, box], queue=False, **page)
+
+    # The /chat API: a hidden button's event (as gr.ChatInterface does for its own endpoint), so that its
+    # inputs are plain values and one gradio_client session is one conversation.
     api_message = gr.Textbox(label="message", visible=False)
     api_reply = gr.Textbox(label="response", visible=False)
     api_history = gr.State([])
@@ -287,12 +370,11 @@ def _build_counter_tab() -> None:
 
 
 def _share_chat_concurrency(blocks: gr.Blocks, limit: int | None) -> None:
-    """Put every event that calls the model (the page's submit and retry, its examples, the /chat API) under one
+    """Put every event that calls the model (the page's send, example and retry replies, the /chat API) under one
     concurrency id and limit, so that LOCAL_CONCURRENCY bounds them together and the rest wait in the queue,
-    seeing their position. gr.ChatInterface 6.31 takes a concurrency_limit but no concurrency_id, and gives its
-    own events separate ones."""
+    seeing their position."""
     for block_fn in blocks.fns.values():
-        if block_fn.name in ("_submit_fn", "chat_ui", "chat"):
+        if block_fn.name in ("chat_ui", "chat"):
             block_fn.concurrency_id = "chat"
             block_fn.concurrency_limit = limit
 

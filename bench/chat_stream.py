@@ -8,9 +8,11 @@ round by round in one run (and the order rotated) so that drift on a noisy machi
 - browser /chat:  N sessions through the app's `/chat` endpoint, speaking the queue protocol as Gradio's JS
                   client does: `POST /gradio_api/queue/join`, then the `/gradio_api/queue/data` SSE stream,
                   applying the update diffs (`process_generating` carries the full outputs once, then diffs);
-- browser UI:     N sessions doing what pressing Enter in the chat box does: gr.ChatInterface's whole event
-                  chain, read from /config (`/run/predict` for the unqueued steps, the queue for the streamed
-                  `_submit_fn`, then the follow-ups the page fires when it ends);
+- browser UI:     N sessions doing what pressing Enter in the page's chat box (elem_id "message") does: its
+                  whole event chain, read from /config (`/run/predict` for the unqueued steps, the queue for
+                  the streamed reply, then the follow-ups the page fires when it ends);
+- HTTP /call:     N chats through Gradio's HTTP API as README's curl example does: `POST /gradio_api/call/chat`,
+                  then its SSE stream, full outputs in every event;
 - gradio_client:  N `gradio_client.Client`s (one session each) calling `submit(..., api_name="/chat")`; only for
                   N <= --gradio-client-max-n (64): every Client runs its own threads, which polls at 50 ms, so
                   at 256 it would measure the client. Clients are built before the clock starts.
@@ -94,7 +96,7 @@ def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.02, help="seconds between two tokens (default 0.02)")
     parser.add_argument("--rounds", type=int, default=3, help="alternation rounds (default 3)")
     parser.add_argument("--no-gradio-client", action="store_true", help="skip the gradio_client mode")
-    parser.add_argument("--no-ui", action="store_true", help="skip the browser UI (ChatInterface chain) mode")
+    parser.add_argument("--no-ui", action="store_true", help="skip the browser UI (the page's event chain) mode")
     parser.add_argument("--no-http-call", action="store_true", help="skip the HTTP /call mode (what curl does)")
     parser.add_argument(
         "--gradio-client-max-n", type=int, default=64, help="largest N run through gradio_client (default 64)"

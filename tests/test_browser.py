@@ -137,6 +137,27 @@ class TestChat:
         wait_for_reply(page, "You said: after clear")
         assert [m["role"] for m in fake.requests[-1]["messages"]] == ["system", "user"]
 
+    def test_an_example_is_sent_as_typed(self, page, fake):
+        """An example card sends its text: it shows as the user's message and is what the model receives."""
+        requests_before = len(fake.requests)
+        page.get_by_text("palindrome").first.click()
+        wait_for_reply(page, "You said: Write a Python function that checks whether a string is a palindrome.")
+        expect(page.locator('[data-testid="user"]')).to_have_count(1)
+        assert len(fake.requests) == requests_before + 1
+        assert fake.requests[-1]["messages"][-1]["content"].endswith("is a palindrome.")
+
+    def test_an_empty_message_is_not_sent(self, page, fake):
+        """Enter on a blank box calls nothing and shows no error; the chat and the box stay usable."""
+        requests_before = len(fake.requests)
+        send(page, "   ")
+        page.wait_for_timeout(1000)
+        assert len(fake.requests) == requests_before
+        expect(page.get_by_text("Error")).to_have_count(0)
+        expect(page.get_by_text("palindrome")).to_be_visible()  # the example cards are still there
+        expect(page.locator('[data-testid="user"]')).to_have_count(0)
+        send(page, "now a real one")
+        wait_for_reply(page, "You said: now a real one")
+
 
 class TestTools:
     def test_text_tools(self, page):

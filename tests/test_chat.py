@@ -54,7 +54,7 @@ def collect(backend: ScriptedBackend, *, interval: float = 0.0, message: str = "
 
 class TestHistory:
     def test_gradio6_content_blocks_become_text(self):
-        """ChatInterface history holds lists of blocks; only text blocks are kept."""
+        """A gr.Chatbot history holds lists of typed parts; only text parts are kept."""
         history = [
             {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "file", "file": {"path": "x"}}]},
             {"role": "assistant", "content": "hi!", "metadata": None},
