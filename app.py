@@ -147,71 +147,78 @@ def _message_text(message: Any) -> str:
 
 
 # The box while a reply streams (Stop instead of Send), and after it.
-def _box_busy(value: str | None = "") -> gr.Textbox:
-    return gr.Textbox(value=value, interactive=False, submit_btn=False, stop_btn="Stop", placeholder="")
+def _box_busy() -> gr.Textbox:
+    return gr.Textbox(value="", interactive=False, submit_btn=False, stop_btn="Stop", placeholder="")
 
 
-def _box_ready() -> gr.Textbox:
+async def _box_ready() -> gr.Textbox:
     return gr.Textbox(interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
 
 
-def take_message(message: str, history: list[dict[str, Any]]) -> tuple[Any, Any]:
-    """Send: the user's message shows at once, before the reply is queued, and the box turns into Stop.
+def _last_user_index(history: list[dict[str, Any]]) -> int | None:
+    return max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
 
-    A blank box sends nothing (and the reply step then finds no new message): an error raised in this unqueued
-    step would cover the chat with Gradio's bare "Error" badge instead of a message.
+
+class PageChat:
+    """The page's chat handlers, bound to its Chatbot so that they send the Chatbot's value ready-made.
+
+    Gradio would run `Chatbot.postprocess` on a worker thread for every value of every event: a thread hop per
+    streamed update, which at 64 visitors was a large share of the server's CPU (bench/chat_stream.py). These
+    events run with postprocess=False and call the same `Chatbot.postprocess` here, on the event loop, and the
+    conversation so far only once a reply. The handlers are async for the same reason: no thread hop per call.
     """
-    if not (message or "").strip():
-        return gr.skip(), gr.skip()
-    return _box_busy(), [*history, {"role": "user", "content": message}]
 
+    def __init__(self, chatbot: gr.Chatbot) -> None:
+        self.chatbot = chatbot
 
-def take_example(history: list[dict[str, Any]], selected: gr.SelectData) -> tuple[Any, Any]:
-    """An example card is sent as if typed (examples never run at start-up, so no key is spent then)."""
-    return take_message(str(selected.value.get("text", "")), history)
+    def render(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What Gradio itself would send to the page for these messages."""
+        return self.chatbot.postprocess(messages).model_dump()
 
+    async def take_message(self, message: str, history: list[dict[str, Any]]) -> tuple[Any, Any]:
+        """Send: the user's message shows at once, before the reply is queued, and the box turns into Stop.
 
-def take_retry(history: list[dict[str, Any]]) -> tuple[Any, Any]:
-    """Retry: the conversation up to the last user message, which is answered again."""
-    last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
-    if last_user is None:
-        return gr.skip(), gr.skip()
-    return _box_busy(), history[: last_user + 1]
+        A blank box sends nothing (and the reply then finds no new message): an error raised in this unqueued
+        step would cover the chat with Gradio's bare "Error" badge instead of a message.
+        """
+        if not (message or "").strip():
+            return gr.skip(), gr.skip()
+        return _box_busy(), self.render([*history, {"role": "user", "content": message}])
 
+    async def take_example(self, history: list[dict[str, Any]], selected: gr.SelectData) -> tuple[Any, Any]:
+        """An example card is sent as if typed (examples never run at start-up, so no key is spent then)."""
+        return await self.take_message(str(selected.value.get("text", "")), history)
 
-def undo(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """Undo: the last exchange leaves the chat and its message goes back into the box."""
-    last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
-    if last_user is None:
-        return history, ""
-    return history[:last_user], _message_text(history[last_user])
+    async def take_retry(self, history: list[dict[str, Any]]) -> tuple[Any, Any]:
+        """Retry: the conversation up to the last user message, which is answered again."""
+        last_user = _last_user_index(history)
+        if last_user is None:
+            return gr.skip(), gr.skip()
+        return _box_busy(), self.render(history[: last_user + 1])
 
-
-def _page_reply(chatbot: gr.Chatbot) -> Callable[..., AsyncIterator[list[dict[str, Any]]]]:
-    """The page's streaming handler for this chatbot."""
+    async def undo(self, history: list[dict[str, Any]]) -> tuple[Any, str]:
+        """Undo: the last exchange leaves the chat and its message goes back into the box."""
+        last_user = _last_user_index(history)
+        if last_user is None:
+            return gr.skip(), ""
+        return self.render(history[:last_user]), _message_text(history[last_user])
 
     async def chat_ui(
+        self,
         history: list[dict[str, Any]],
         system_prompt: str,
         temperature: float,
         max_tokens: int,
         request: gr.Request,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Stream the answer to the conversation's last message into the chatbot.
-
-        Each update is the chatbot's value as Gradio itself would send it (`Chatbot.postprocess`), built here on
-        the event loop: the event runs with postprocess=False, so Gradio skips its per-update hop to a worker
-        thread, and the conversation so far is converted once, not on every update.
-        """
-        shown = chatbot.postprocess(history).model_dump()
+        """Stream the answer to the conversation's last message into the chatbot."""
+        shown = self.render(history)
         if not history or history[-1].get("role") != "user":
             yield shown  # nothing new to answer (a blank box was sent): the chat stays as it is
             return
         *before, last = history
         async for text in _reply(_message_text(last), before, system_prompt, temperature, max_tokens, request):
-            yield [*shown, *chatbot.postprocess([{"role": "assistant", "content": text}]).model_dump()]
-
-    return chat_ui
+            yield [*shown, *self.render([{"role": "assistant", "content": text}])]
 
 
 async def chat(
@@ -296,19 +303,21 @@ def _build_chat_tab() -> None:
             gr.Slider(1, SETTINGS.max_tokens_cap, value=SETTINGS.default_max_tokens, step=1, label="Max tokens")
         )
 
-    # One queued event per reply, with one quick unqueued step before it and after it. (gr.ChatInterface
+    # One queued event per reply, with one quick unqueued step before it and after it (gr.ChatInterface
     # fires eight events a message and rewrites a gr.State on every streamed update: at 64 visitors at once
     # the page took 2.7x the model server's time, bench/chat_stream.py "browser UI".)
     page = {"api_visibility": "private"}
-    chat_ui = _page_reply(chatbot)
+    handlers = PageChat(chatbot)
     replies = []
     for started in (
-        box.submit(take_message, [box, chatbot], [box, chatbot], queue=False, **page),
-        chatbot.example_select(take_example, [chatbot], [box, chatbot], queue=False, **page),
-        chatbot.retry(take_retry, [chatbot], [box, chatbot], queue=False, **page),
+        box.submit(handlers.take_message, [box, chatbot], [box, chatbot], queue=False, postprocess=False, **page),
+        chatbot.example_select(
+            handlers.take_example, [chatbot], [box, chatbot], queue=False, postprocess=False, **page
+        ),
+        chatbot.retry(handlers.take_retry, [chatbot], [box, chatbot], queue=False, postprocess=False, **page),
     ):
         reply = started.success(
-            chat_ui,
+            handlers.chat_ui,
             [chatbot, system_prompt, temperature, max_tokens],
             [chatbot],
             show_progress="minimal",
@@ -318,7 +327,7 @@ def _build_chat_tab() -> None:
         reply.then(_box_ready, None, [box], queue=False, **page)
         replies.append(reply)
     box.stop(None, None, None, cancels=replies, **page)
-    chatbot.undo(undo, [chatbot], [chatbot, box], queue=False, **page)
+    chatbot.undo(handlers.undo, [chatbot], [chatbot, box], queue=False, postprocess=False, **page)
 
     # The /chat API: a hidden button's event (as gr.ChatInterface does for its own endpoint), so that its
     # inputs are plain values and one gradio_client session is one conversation.
