@@ -6,15 +6,13 @@ Run `python app.py --help` for the launch options; `from app import demo` works 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
 import logging
-import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import gradio as gr
 
+import gradio_tuning
 from services import tools
 from services.chat import prepare_chat, stream_reply, trim_history
 from services.config import load_settings
@@ -32,13 +30,6 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inbrowser", action="store_true", help="open the app in a browser tab")
     return parser.parse_args(argv)
 
-
-# Gradio 6.31 tries `import matplotlib` around every streamed update (utils.MatplotlibBackendMananger) and
-# ignores the ImportError. Python does not cache a failed import, so without matplotlib each update searched
-# sys.path again: ~40% of the server's CPU while streaming. None in sys.modules is Python's own way to say
-# "not importable": the import then fails at once. Only when matplotlib is absent, so a Plot would still work.
-if importlib.util.find_spec("matplotlib") is None:
-    sys.modules["matplotlib"] = None  # type: ignore[assignment]
 
 # Parse the command line first, so that `python app.py --help` answers without loading a model.
 ARGS = _parse_args() if __name__ == "__main__" else None
@@ -401,25 +392,13 @@ with gr.Blocks(title=TITLE) as demo:
             _build_counter_tab()
 
 
-def _cache_init_signatures(blocks: gr.Blocks) -> None:
-    """Gradio 6.31 builds a config for every component of the app for each new session (SessionState), and
-    each build calls `inspect.signature(cls.__init__)`: two thirds of the cost of joining the queue, which 64
-    visitors arriving at once paid one after another on the event loop. `inspect.signature` returns a
-    function's `__signature__` when it has one (PEP 362), so computing it once per class changes nothing but the
-    time (2.4 ms a new session before, 1.0 ms after, measured in-process)."""
-    for block in blocks.blocks.values():
-        for cls in type(block).__mro__:
-            init = vars(cls).get("__init__")
-            if inspect.isfunction(init) and "__signature__" not in vars(init):
-                init.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
-
-
 # A model server takes many chats at once (CHAT_CONCURRENCY, no limit by default): one long reply must not block
 # other visitors. The in-process model runs LOCAL_CONCURRENCY replies at a time: each one uses every core.
 _share_chat_concurrency(demo, SETTINGS.local_concurrency if BACKEND.name == "local" else SETTINGS.chat_concurrency)
 # max_size bounds how many calls may wait; past it callers get a "queue full" error instead of a hang.
 demo.queue(max_size=SETTINGS.queue_max_size, default_concurrency_limit=None)
-_cache_init_signatures(demo)
+# Work Gradio 6.31 repeats on every update or session, done once instead (see gradio_tuning.py).
+gradio_tuning.apply(demo)
 
 
 def _force_theme_js(mode: str) -> str | None:

@@ -44,6 +44,7 @@ NEW = "<the commit of the latest upload>"  # stands for the fake's newest commit
 # What the Space runs: the fake's remote file set must end up exactly this (plus .gitattributes).
 RUNTIME_FILES = (
     "app.py",
+    "gradio_tuning.py",
     "requirements.txt",
     "README.md",
     "services/__init__.py",
@@ -669,11 +670,12 @@ def tracked(prefix: str) -> list[str]:
 
 class TestDryRunOnTheRealTree:
     def test_lists_what_the_space_runs(self):
-        """The list has app.py, README.md, requirements.txt and every tracked services/ file."""
+        """The list has app.py, every other module beside it, README.md, requirements.txt and all of services/."""
         result = dry_run()
         assert result.returncode == 0, result.stdout + result.stderr
         files = listed_files(result.stdout)
-        assert {"app.py", "README.md", "requirements.txt"} <= set(files)
+        assert {"app.py", "gradio_tuning.py", "README.md", "requirements.txt"} <= set(files)
+        assert {name for name in tracked(".") if "/" not in name and name.endswith(".py")} <= set(files)
         assert set(tracked("services")) <= set(files)
         # README's screenshot: the Space's card shows README.md, whose image links resolve in the Space repo.
         assert {name for name in tracked("docs") if name.endswith((".png", ".jpg", ".gif", ".webp"))} <= set(files)
