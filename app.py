@@ -146,6 +146,19 @@ async def _box_ready() -> gr.Textbox:
     return gr.Textbox(interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
 
 
+def _text_message(role: str, text: str) -> dict[str, Any]:
+    """A chat message with its text as typed: a plain string would go through Chatbot.postprocess's
+    inspect.cleandoc, which strips the common indentation of pasted code."""
+    return {"role": role, "content": [{"type": "text", "text": text}]}
+
+
+async def _has_text(message: str) -> None:
+    """A blank box sends nothing: this step fails, so the chain after it does not run. It has no outputs, so
+    Gradio shows nothing for the failure (an unqueued step's error only covers its outputs with a bare badge)."""
+    if not (message or "").strip():
+        raise gr.Error("Type a message first.", print_exception=False)
+
+
 def _last_user_index(history: list[dict[str, Any]]) -> int | None:
     return max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
 
@@ -166,25 +179,19 @@ class PageChat:
         """What Gradio itself would send to the page for these messages."""
         return self.chatbot.postprocess(messages).model_dump()
 
-    async def take_message(self, message: str, history: list[dict[str, Any]]) -> tuple[Any, Any]:
-        """Send: the user's message shows at once, before the reply is queued, and the box turns into Stop.
+    async def take_message(self, message: str, history: list[dict[str, Any]]) -> tuple[gr.Textbox, Any]:
+        """Send: the user's message shows at once, before the reply is queued, and the box turns into Stop."""
+        return _box_busy(), self.render([*history, _text_message("user", message)])
 
-        A blank box sends nothing (and the reply then finds no new message): an error raised in this unqueued
-        step would cover the chat with Gradio's bare "Error" badge instead of a message.
-        """
-        if not (message or "").strip():
-            return gr.skip(), gr.skip()
-        return _box_busy(), self.render([*history, {"role": "user", "content": message}])
-
-    async def take_example(self, history: list[dict[str, Any]], selected: gr.SelectData) -> tuple[Any, Any]:
+    async def take_example(self, history: list[dict[str, Any]], selected: gr.SelectData) -> tuple[gr.Textbox, Any]:
         """An example card is sent as if typed (examples never run at start-up, so no key is spent then)."""
         return await self.take_message(str(selected.value.get("text", "")), history)
 
-    async def take_retry(self, history: list[dict[str, Any]]) -> tuple[Any, Any]:
+    async def take_retry(self, history: list[dict[str, Any]]) -> tuple[gr.Textbox, Any]:
         """Retry: the conversation up to the last user message, which is answered again."""
         last_user = _last_user_index(history)
         if last_user is None:
-            return gr.skip(), gr.skip()
+            raise gr.Error("There is no message to retry.", print_exception=False)
         return _box_busy(), self.render(history[: last_user + 1])
 
     async def undo(self, history: list[dict[str, Any]]) -> tuple[Any, str]:
@@ -205,11 +212,11 @@ class PageChat:
         """Stream the answer to the conversation's last message into the chatbot."""
         shown = self.render(history)
         if not history or history[-1].get("role") != "user":
-            yield shown  # nothing new to answer (a blank box was sent): the chat stays as it is
+            yield shown  # nothing new to answer: the chat stays as it is
             return
         *before, last = history
         async for text in _reply(_message_text(last), before, system_prompt, temperature, max_tokens, request):
-            yield [*shown, *self.render([{"role": "assistant", "content": text}])]
+            yield [*shown, *self.render([_text_message("assistant", text)])]
 
 
 async def chat(
@@ -298,14 +305,15 @@ def _build_chat_tab() -> None:
     # fires eight events a message and rewrites a gr.State on every streamed update: at 64 visitors at once
     # the page took 2.7x the model server's time, bench/chat_stream.py "browser UI".)
     page = {"api_visibility": "private"}
+    quick = {"queue": False, "postprocess": False, "show_progress": "hidden", **page}  # the unqueued steps
     handlers = PageChat(chatbot)
     replies = []
     for started in (
-        box.submit(handlers.take_message, [box, chatbot], [box, chatbot], queue=False, postprocess=False, **page),
-        chatbot.example_select(
-            handlers.take_example, [chatbot], [box, chatbot], queue=False, postprocess=False, **page
+        box.submit(_has_text, [box], None, **quick).success(
+            handlers.take_message, [box, chatbot], [box, chatbot], **quick
         ),
-        chatbot.retry(handlers.take_retry, [chatbot], [box, chatbot], queue=False, postprocess=False, **page),
+        chatbot.example_select(handlers.take_example, [chatbot], [box, chatbot], **quick),
+        chatbot.retry(handlers.take_retry, [chatbot], [box, chatbot], **quick),
     ):
         reply = started.success(
             handlers.chat_ui,
@@ -315,7 +323,10 @@ def _build_chat_tab() -> None:
             postprocess=False,
             **page,
         )
-        reply.then(_box_ready, None, [box], queue=False, **page)
+        # Gradio 6.31's page runs a `.then` step after a reply that ends or is stopped, but not after one that
+        # fails, which only `.failure` steps follow: without it, the box stayed on Stop after an error.
+        reply.then(_box_ready, None, [box], **quick)
+        reply.failure(_box_ready, None, [box], **quick)
         replies.append(reply)
     box.stop(None, None, None, cancels=replies, **page)
     chatbot.undo(handlers.undo, [chatbot], [chatbot, box], queue=False, postprocess=False, **page)

@@ -12,12 +12,13 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
+from collections.abc import Callable, Iterable
 from copy import copy
 from typing import Any
 
 import gradio as gr
 import gradio.state_holder
+from gradio.blocks import BlocksConfig
 
 __all__ = ["LazySessionState", "apply", "cache_init_signatures", "skip_missing_matplotlib"]
 
@@ -47,24 +48,34 @@ class _LazyConfigs(dict[int, Any]):
     """A session's per-component configs (SessionState.config_values), each built the first time it is read.
 
     Gradio reads them only to record a component's latest value (for an event's inputs and outputs) and, for
-    every component at once, for a deep link; so most are never read. Membership, reads, writes and iteration
-    behave as on the full dict.
+    every component at once, for a deep link; so most are never needed. Reads, writes and membership build at
+    most the one config concerned; anything that sees the whole dict (iteration, copies, comparisons, the other
+    dict methods) first builds the rest, in the components' order, as the eager dict has them.
     """
 
     def __init__(self, build: Callable[[int], Any], keys: Iterable[int]) -> None:
         super().__init__()
         self._build = build
-        self._pending = dict.fromkeys(keys)  # an ordered set
+        self._order = tuple(keys)
+        self._pending = set(self._order)
 
     def _load(self, key: int) -> Any:
-        del self._pending[key]
-        value = self._build(key)
+        value = self._build(key)  # a build that fails leaves the key to be built next time
+        self._pending.discard(key)
         dict.__setitem__(self, key, value)
         return value
 
     def _load_all(self) -> None:
-        for key in list(self._pending):
-            self._load(key)
+        if not self._pending:
+            return
+        for key in self._order:
+            if key in self._pending:
+                self._load(key)
+        ordered = {key: dict.__getitem__(self, key) for key in self._order if dict.__contains__(self, key)}
+        later = {key: value for key, value in dict.items(self) if key not in ordered}
+        dict.clear(self)
+        dict.update(self, ordered)
+        dict.update(self, later)
 
     def __missing__(self, key: int) -> Any:
         if key in self._pending:
@@ -75,7 +86,7 @@ class _LazyConfigs(dict[int, Any]):
         return dict.__contains__(self, key) or key in self._pending
 
     def __setitem__(self, key: int, value: Any) -> None:
-        self._pending.pop(key, None)
+        self._pending.discard(key)
         dict.__setitem__(self, key, value)
 
     def get(self, key: int, default: Any = None) -> Any:  # type: ignore[override]
@@ -87,21 +98,23 @@ class _LazyConfigs(dict[int, Any]):
     def __len__(self) -> int:
         return dict.__len__(self) + len(self._pending)
 
-    def __iter__(self) -> Iterator[int]:
-        self._load_all()
-        return dict.__iter__(self)
 
-    def keys(self) -> KeysView[int]:
-        self._load_all()
-        return dict.keys(self)
+def _after_loading_all(name: str) -> Callable[..., Any]:
+    method = getattr(dict, name)
 
-    def values(self) -> ValuesView[Any]:
+    def loaded(self: _LazyConfigs, *args: Any, **kwargs: Any) -> Any:
         self._load_all()
-        return dict.values(self)
+        return method(self, *args, **kwargs)
 
-    def items(self) -> ItemsView[int, Any]:
-        self._load_all()
-        return dict.items(self)
+    loaded.__name__ = name
+    return loaded
+
+
+for _name in (
+    "__iter__", "__reversed__", "__eq__", "__ne__", "__repr__", "__or__", "__ior__", "__delitem__",
+    "keys", "values", "items", "copy", "pop", "popitem", "setdefault", "update", "clear",
+):  # fmt: skip
+    setattr(_LazyConfigs, _name, _after_loading_all(_name))
 
 
 class LazySessionState(gradio.state_holder.SessionState):
@@ -116,11 +129,10 @@ class LazySessionState(gradio.state_holder.SessionState):
 
     def __init__(self, blocks: gr.Blocks) -> None:
         self.blocks_config = copy(blocks.default_config)
-        # The components as they are now, as Gradio's eager build sees them.
+        # The components as they are now, as Gradio's eager build sees them. (The builder holds these, not the
+        # session: a session that refers to itself would wait for the cyclic garbage collector to be freed.)
         at_start = {key: block for key, block in self.blocks_config.blocks.items() if key in blocks.blocks}
-        self.config_values = _LazyConfigs(
-            lambda key: self.blocks_config.config_for_block(key, [], at_start[key]), at_start
-        )
+        self.config_values = _LazyConfigs(lambda key: BlocksConfig.config_for_block(key, [], at_start[key]), at_start)
         self.state_data: dict[int, Any] = {}
         self._state_ttl = {}
         self.is_closed = False
@@ -128,12 +140,14 @@ class LazySessionState(gradio.state_holder.SessionState):
 
 
 def build_session_configs_lazily() -> None:
-    """New sessions (Gradio's StateHolder makes them) become LazySessionState."""
+    """The sessions Gradio's StateHolder makes for visitors and API clients become LazySessionState. (The few
+    places that build a throwaway SessionState directly, such as MCP calls, keep Gradio's own.)"""
     gradio.state_holder.SessionState = LazySessionState  # type: ignore[misc]
 
 
 def apply(blocks: gr.Blocks) -> None:
-    """All of the above, for this app."""
+    """All of the above. They act on Gradio itself, so on every Blocks in this process (`from app import demo`
+    in a notebook included), and change nothing of what Gradio does, only how often it does it."""
     skip_missing_matplotlib()
     cache_init_signatures(blocks)
     build_session_configs_lazily()

@@ -138,7 +138,12 @@ def prepare_chat(
     """
     text = _validate_message(message, settings=settings)
     system, params = validate_params(system_prompt, temperature, max_tokens, settings=settings)
-    past, dropped = trim_history(history_to_messages(history), max_chars=settings.max_history_chars)
+    earlier = history_to_messages(history)
+    if earlier and earlier[-1]["role"] == "user":
+        # A message that got no reply (an error, a Stop before the first token) is joined with this one, as
+        # history_to_messages joins any two turns in a row: several chat templates reject that.
+        text = earlier.pop()["content"] + "\n\n" + text
+    past, dropped = trim_history(earlier, max_chars=settings.max_history_chars)
     messages: list[Message] = [{"role": "system", "content": system}] if system.strip() else []
     messages += past
     messages.append({"role": "user", "content": text})

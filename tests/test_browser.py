@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import ROOT, RunningApp, fake_backed, running_app
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, Fault
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
@@ -110,6 +110,8 @@ class TestChat:
         time.sleep(0.5)
         assert bot_messages(page)[-1] == stopped_at
         assert "t399" not in stopped_at
+        expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+        expect(page.locator(MESSAGE_BOX)).to_be_editable()
 
     def test_retry_undo_and_clear(self, page, fake):
         """Retry asks again, undo takes the last turn back, clear empties the chat and its history."""
@@ -146,17 +148,24 @@ class TestChat:
         assert len(fake.requests) == requests_before + 1
         assert fake.requests[-1]["messages"][-1]["content"].endswith("is a palindrome.")
 
-    def test_an_empty_message_is_not_sent(self, page, fake):
-        """Enter on a blank box calls nothing and shows no error; the chat and the box stay usable."""
+    def test_a_blank_message_is_not_sent_even_after_a_failed_turn(self, page, fake):
+        """A failed turn leaves the user's message on screen; Enter on a blank box then calls nothing (it must not
+        send that message again) and shows no error; the next real message is joined to the unanswered one."""
+        fake.behaviour.faults.append(Fault(status=400, message="refused"))
+        send(page, "this one fails")
+        expect(page.get_by_text("refused the request")).to_be_visible(timeout=10_000)
+        expect(page.get_by_role("button", name="Stop")).to_have_count(0)  # the box is ready again
+        expect(page.locator(MESSAGE_BOX)).to_be_editable()
         requests_before = len(fake.requests)
+        errors = page.locator(".error, [data-testid='error']")
+        errors_before = errors.count()
         send(page, "   ")
         page.wait_for_timeout(1000)
         assert len(fake.requests) == requests_before
-        expect(page.get_by_text("Error")).to_have_count(0)
-        expect(page.get_by_text("palindrome")).to_be_visible()  # the example cards are still there
-        expect(page.locator('[data-testid="user"]')).to_have_count(0)
-        send(page, "now a real one")
-        wait_for_reply(page, "You said: now a real one")
+        assert errors.count() <= errors_before  # no new error shown
+        send(page, "a real one")
+        wait_for_reply(page, "You said: this one fails\n\na real one")
+        assert [m["role"] for m in fake.requests[-1]["messages"]] == ["system", "user"]
 
 
 class TestTools:

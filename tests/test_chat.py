@@ -147,6 +147,21 @@ class TestValidation:
         ]
         assert request.params == GenerationParams(temperature=0.0, max_tokens=5)
 
+    def test_a_message_left_unanswered_is_joined_with_the_next(self):
+        """After a turn that failed (the page keeps the user's message, with no reply), the next message is joined
+        to it, so user and assistant still alternate, as several chat templates require."""
+        history = [
+            {"role": "user", "content": "q1"},
+            {"role": "assistant", "content": "a1"},
+            {"role": "user", "content": "q2, which failed"},
+        ]
+        request = prepare_chat(ScriptedBackend([]), "q3", history, system_prompt="", settings=SETTINGS)
+        assert request.messages == [
+            {"role": "user", "content": "q1"},
+            {"role": "assistant", "content": "a1"},
+            {"role": "user", "content": "q2, which failed\n\nq3"},
+        ]
+
 
 class TestStreamReply:
     def test_yields_the_growing_text(self):

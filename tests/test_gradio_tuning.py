@@ -91,7 +91,8 @@ for name in vars(eager):
     if name not in ("blocks_config", "config_values"):
         assert getattr(eager, name) == getattr(lazy, name), name
 assert eager.blocks_config.blocks == lazy.blocks_config.blocks
-dump = lambda s: json.dumps({c["id"]: c for c in s.components}, default=str, sort_keys=True)
+lazy.config_values[sorted(lazy.config_values._pending)[-1]]  # one read first: the order must still be Gradio's
+dump = lambda s: json.dumps(list(s.components), default=str, sort_keys=True)
 assert dump(eager) == dump(lazy)
 print(len(list(eager.components)))
 """
@@ -136,6 +137,44 @@ class TestLazyConfigs:
         assert sorted(configs) == sorted(configs.keys()) == [1, 2, 3]
         assert len(configs.values()) == 3
         assert built == [2, 3]  # each built once, the written one never
+
+    def test_whole_dict_methods_see_every_config(self):
+        """Methods Gradio does not use today behave as on the full dict too, rather than losing unbuilt configs."""
+
+        def fresh() -> tuple[_LazyConfigs, dict[int, str]]:
+            return _LazyConfigs(lambda key: f"config {key}", [1, 2, 3]), {1: "config 1", 2: "config 2", 3: "config 3"}
+
+        lazy, full = fresh()
+        assert lazy == full
+        assert repr(lazy) == repr(full)
+        assert lazy.copy() == full
+        lazy, full = fresh()
+        assert lazy.pop(2) == full.pop(2)
+        del lazy[3], full[3]
+        assert lazy == full
+        assert len(lazy) == 1
+        lazy, _ = fresh()
+        lazy.update({2: "new"})
+        assert lazy[2] == "new"
+        assert lazy.setdefault(3, "other") == "config 3"
+        lazy.clear()
+        assert len(lazy) == 0
+        assert 1 not in lazy
+
+    def test_a_build_that_fails_can_be_retried(self):
+        attempts: list[int] = []
+
+        def build(key: int) -> str:
+            attempts.append(key)
+            if len(attempts) == 1:
+                raise RuntimeError("first build fails")
+            return "built"
+
+        configs = _LazyConfigs(build, [7])
+        with pytest.raises(RuntimeError):
+            configs[7]
+        assert 7 in configs
+        assert configs[7] == "built"
 
     def test_builds_nothing_gradio_does_not_read(self):
         """A session that only runs events touches the configs of those events' components alone."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import time
 
 import pytest
@@ -164,6 +167,29 @@ class TestErrors:
             BackendUnavailableError, match=f"Could not connect to the model server at http://127.0.0.1:{port}"
         ):
             run_stream(backend_for(f"http://127.0.0.1:{port}/v1", LLM_MODEL="m"))
+
+    @pytest.mark.parametrize("model", ["m", None])
+    def test_a_server_that_does_not_speak_http(self, model):
+        """A reply that is not HTTP (aiohttp's ClientResponseError, which the SDK lets through untranslated) is a
+        clear 'could not be read' for the chat and for model discovery alike, never a raw traceback."""
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+
+            def answer() -> None:
+                with contextlib.suppress(OSError):
+                    while True:
+                        conn, _ = server.accept()
+                        with conn:
+                            conn.recv(65536)
+                            conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+            threading.Thread(target=answer, daemon=True).start()
+            port = server.getsockname()[1]
+            env = {"LLM_MODEL": model} if model else {}
+            with pytest.raises(BackendUnavailableError, match="could not be read") as info:
+                run_stream(backend_for(f"http://127.0.0.1:{port}/v1", LLM_MAX_RETRIES="0", **env))
+        assert f"http://127.0.0.1:{port}" in str(info.value)
 
     def test_read_timeout(self, fake):
         """A server that stalls past LLM_TIMEOUT gives a timeout that names the setting."""

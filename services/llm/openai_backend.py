@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -72,7 +73,7 @@ def _is_timeout(error: BaseException) -> bool:
         if isinstance(cause, aiohttp.ClientError):
             return isinstance(cause, aiohttp.ServerTimeoutError)  # connect and socket-read timeouts
         cause = cause.__cause__
-    return isinstance(error, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError))
+    return isinstance(error, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError, asyncio.TimeoutError))
 
 
 def _is_hf_host(url: str) -> bool:
@@ -165,6 +166,8 @@ class OpenAIBackend:
                     page = await self._client.models.list()
                 except openai.OpenAIError as e:
                     raise self._translate(e) from e
+                except _TRANSPORT_ERRORS as e:
+                    raise self._transport_failure(e) from e
                 ids = [m.id for m in page.data]
                 if not ids:
                     raise BackendRequestError(f"The model server at {self.server} lists no models: set LLM_MODEL.")
@@ -190,6 +193,8 @@ class OpenAIBackend:
             response = await self._client.post("/chat/completions", cast_to=httpx2.Response, body=body, stream=True)
         except openai.OpenAIError as e:
             raise self._translate(e) from e
+        except _TRANSPORT_ERRORS as e:
+            raise self._transport_failure(e) from e
         received: list[str] = []
         finished = False
         try:
@@ -211,14 +216,16 @@ class OpenAIBackend:
                         received.append(piece)
                         yield piece
         except (*_TRANSPORT_ERRORS, _StreamErrorEvent, ValueError) as e:
-            logger.warning("Stream from %s cut after %d pieces: %r", self.server, len(received), e)
+            logger.warning("Stream from %s cut after %d pieces: %s", self.server, len(received), type(e).__name__)
             raise StreamInterruptedError(
                 f"The reply was cut off: {self._cut_reason(e)}", partial="".join(received)
             ) from e
         finally:
             # Closes the HTTP response even when our consumer stops early (the user pressed Stop), which is what
-            # tells the server to stop generating.
-            await response.aclose()
+            # tells the server to stop generating. A connection that is already broken may fail to close: the
+            # error that broke it is the one to report.
+            with contextlib.suppress(*_TRANSPORT_ERRORS):
+                await response.aclose()
         if not finished:
             # Every OpenAI-compatible server ends a reply with a finish_reason; a body that just stops was cut.
             logger.warning("Stream from %s ended after %d pieces without a finish_reason", self.server, len(received))
@@ -235,6 +242,21 @@ class OpenAIBackend:
         if isinstance(error, ValueError):
             return f"the model server at {self.server} sent a reply that could not be read."
         return f"the connection to the model server at {self.server} was lost. Try again."
+
+    def _transport_failure(self, error: Exception) -> BackendError:
+        """A failure the SDK lets through untranslated: the aiohttp adapter maps only some aiohttp errors to
+        httpx2 ones (a malformed response, for one, arrives as aiohttp.ClientResponseError)."""
+        # The type only: aiohttp's messages quote the full URL, which may carry credentials.
+        logger.warning("Request to %s failed: %s", self.server, type(error).__name__)
+        if _is_timeout(error):
+            return BackendTimeoutError(
+                f"The model server at {self.server} did not answer within {self._timeout:g} s. "
+                "Try again, or raise LLM_TIMEOUT."
+            )
+        return BackendUnavailableError(
+            f"The model server at {self.server} sent a reply that could not be read, or closed the connection. "
+            "Check that OPENAI_BASE_URL points at an OpenAI-compatible server."
+        )
 
     def _translate(self, error: openai.OpenAIError) -> BackendError:
         """The one place where an `openai` failure becomes a `BackendError` a person can act on."""
