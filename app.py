@@ -381,11 +381,12 @@ def _build_counter_tab() -> None:
 
 
 def _share_chat_concurrency(blocks: gr.Blocks, limit: int | None) -> None:
-    """Put every event that calls the model (the page's send, example and retry replies, the /chat API) under one
-    concurrency id and limit, so that LOCAL_CONCURRENCY bounds them together and the rest wait in the queue,
-    seeing their position."""
+    """Put every event that calls the model (the page's replies to a message, an example or a retry, and the
+    /chat API) under one concurrency id and limit, so that LOCAL_CONCURRENCY bounds them together and the rest
+    wait in the queue, seeing their position."""
+    model_callers = (PageChat.chat_ui, chat)
     for block_fn in blocks.fns.values():
-        if block_fn.name in ("chat_ui", "chat"):
+        if getattr(block_fn.fn, "__func__", block_fn.fn) in model_callers:
             block_fn.concurrency_id = "chat"
             block_fn.concurrency_limit = limit
 

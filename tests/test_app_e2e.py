@@ -191,6 +191,21 @@ class TestDocumentedUsage:
         for option in ("--host", "--port", "--share", "--inbrowser"):
             assert option in out
 
+    def test_every_model_call_shares_one_concurrency_limit(self):
+        """The page's three reply events and /chat are one concurrency group with LOCAL_CONCURRENCY's limit, so one
+        local generation at a time, whichever way it was asked for; nothing else is in that group."""
+        code = (
+            "from app import demo\n"
+            "print(sorted((f.name, f.concurrency_id, f.concurrency_limit) for f in demo.fns.values()"
+            " if f.concurrency_id == 'chat'))"
+        )
+        env = app_env(
+            OPENAI_BASE_URL="http://127.0.0.1:9/v1", LLM_MODEL="m", LLM_BACKEND="openai", CHAT_CONCURRENCY="3"
+        )
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == str([("chat", "chat", 3)] + [("chat_ui", "chat", 3)] * 3)
+
     def test_demo_is_importable(self):
         """`from app import demo` builds the Blocks without launching it (the notebook path)."""
         code = "from app import demo; import gradio as gr; assert isinstance(demo, gr.Blocks); print('ok')"
