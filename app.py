@@ -152,13 +152,6 @@ def _text_message(role: str, text: str) -> dict[str, Any]:
     return {"role": role, "content": [{"type": "text", "text": text}]}
 
 
-async def _has_text(message: str) -> None:
-    """A blank box sends nothing: this step fails, so the chain after it does not run. It has no outputs, so
-    Gradio shows nothing for the failure (an unqueued step's error only covers its outputs with a bare badge)."""
-    if not (message or "").strip():
-        raise gr.Error("Type a message first.", print_exception=False)
-
-
 def _last_user_index(history: list[dict[str, Any]]) -> int | None:
     return max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
 
@@ -180,7 +173,14 @@ class PageChat:
         return self.chatbot.postprocess(messages).model_dump()
 
     async def take_message(self, message: str, history: list[dict[str, Any]]) -> tuple[gr.Textbox, Any]:
-        """Send: the user's message shows at once, before the reply is queued, and the box turns into Stop."""
+        """Send: the user's message shows at once, before the reply is queued, and the box turns into Stop.
+
+        A blank box fails this step, so the reply after it does not run (and cannot re-send a message left
+        unanswered by a failed turn). Its event shows no progress on any component, so nothing is shown for
+        that failure: an unqueued step's error would otherwise cover its outputs with a bare "Error" badge.
+        """
+        if not (message or "").strip():
+            raise gr.Error("Type a message first.", print_exception=False)
         return _box_busy(), self.render([*history, _text_message("user", message)])
 
     async def take_example(self, history: list[dict[str, Any]], selected: gr.SelectData) -> tuple[gr.Textbox, Any]:
@@ -309,9 +309,7 @@ def _build_chat_tab() -> None:
     handlers = PageChat(chatbot)
     replies = []
     for started in (
-        box.submit(_has_text, [box], None, **quick).success(
-            handlers.take_message, [box, chatbot], [box, chatbot], **quick
-        ),
+        box.submit(handlers.take_message, [box, chatbot], [box, chatbot], show_progress_on=[], **quick),
         chatbot.example_select(handlers.take_example, [chatbot], [box, chatbot], **quick),
         chatbot.retry(handlers.take_retry, [chatbot], [box, chatbot], **quick),
     ):
