@@ -14,7 +14,7 @@ import gradio as gr
 
 import gradio_tuning
 from services import tools
-from services.chat import prepare_chat, stream_reply, trim_history
+from services.chat import prepare_chat, stream_reply, text_of, trim_history
 from services.config import load_settings
 from services.errors import ConfigError, ServiceError
 from services.llm import Message, create_backend
@@ -128,15 +128,6 @@ async def _reply(
         raise _user_error(error) from error
 
 
-def _message_text(message: Any) -> str:
-    """The text of one Chatbot message as Gradio hands it to a handler (a list of typed parts)."""
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    parts = content if isinstance(content, list) else []
-    return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict) and p.get("type") == "text")
-
-
 # The box while a reply streams (Stop instead of Send), and after it.
 def _box_busy() -> gr.Textbox:
     return gr.Textbox(value="", interactive=False, submit_btn=False, stop_btn="Stop", placeholder="")
@@ -199,7 +190,7 @@ class PageChat:
         last_user = _last_user_index(history)
         if last_user is None:
             return gr.skip(), ""
-        return self.render(history[:last_user]), _message_text(history[last_user])
+        return self.render(history[:last_user]), text_of(history[last_user].get("content"))
 
     async def chat_ui(
         self,
@@ -215,7 +206,7 @@ class PageChat:
             yield shown  # nothing new to answer: the chat stays as it is
             return
         *before, last = history
-        async for text in _reply(_message_text(last), before, system_prompt, temperature, max_tokens, request):
+        async for text in _reply(text_of(last.get("content")), before, system_prompt, temperature, max_tokens, request):
             yield [*shown, *self.render([_text_message("assistant", text)])]
 
 

@@ -14,7 +14,15 @@ from services.errors import StreamInterruptedError, ValidationError
 from services.llm.base import ChatBackend, GenerationParams, Message
 from services.text import clean
 
-__all__ = ["ChatRequest", "history_to_messages", "prepare_chat", "stream_reply", "trim_history", "validate_params"]
+__all__ = [
+    "ChatRequest",
+    "history_to_messages",
+    "prepare_chat",
+    "stream_reply",
+    "text_of",
+    "trim_history",
+    "validate_params",
+]
 
 
 @dataclass(frozen=True)
@@ -26,14 +34,14 @@ class ChatRequest:
     dropped: int = 0
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     """Plain text of a Gradio message content: a str, or (Gradio 6) a list of blocks; files are skipped."""
     if isinstance(content, str):
         return content
     if isinstance(content, Mapping):
         return str(content["text"]) if content.get("type") == "text" and "text" in content else ""
     if isinstance(content, Sequence):
-        return "\n".join(t for t in (_text_of(block) for block in content) if t)
+        return "\n".join(t for t in (text_of(block) for block in content) if t)
     return ""
 
 
@@ -44,7 +52,7 @@ def history_to_messages(history: Sequence[Mapping[str, Any]] | None) -> list[Mes
         role = item.get("role") if isinstance(item, Mapping) else None
         if role not in ("user", "assistant"):
             continue
-        text = clean(_text_of(item.get("content")))
+        text = clean(text_of(item.get("content")))
         if not text:
             continue
         if messages and messages[-1]["role"] == role:

@@ -243,16 +243,19 @@ class OpenAIBackend:
             return f"the model server at {self.server} sent a reply that could not be read."
         return f"the connection to the model server at {self.server} was lost. Try again."
 
+    def _timed_out(self) -> BackendTimeoutError:
+        return BackendTimeoutError(
+            f"The model server at {self.server} did not answer within {self._timeout:g} s. "
+            "Try again, or raise LLM_TIMEOUT."
+        )
+
     def _transport_failure(self, error: Exception) -> BackendError:
         """A failure the SDK lets through untranslated: the aiohttp adapter maps only some aiohttp errors to
         httpx2 ones (a malformed response, for one, arrives as aiohttp.ClientResponseError)."""
         # The type only: aiohttp's messages quote the full URL, which may carry credentials.
         logger.warning("Request to %s failed: %s", self.server, type(error).__name__)
         if _is_timeout(error):
-            return BackendTimeoutError(
-                f"The model server at {self.server} did not answer within {self._timeout:g} s. "
-                "Try again, or raise LLM_TIMEOUT."
-            )
+            return self._timed_out()
         return BackendUnavailableError(
             f"The model server at {self.server} sent a reply that could not be read, or closed the connection. "
             "Check that OPENAI_BASE_URL points at an OpenAI-compatible server."
@@ -263,10 +266,7 @@ class OpenAIBackend:
         server = self.server
         key_hint = self._endpoint.key_source or "OPENAI_API_KEY (or HF_TOKEN)"
         if isinstance(error, openai.APITimeoutError) and _is_timeout(error):
-            return BackendTimeoutError(
-                f"The model server at {server} did not answer within {self._timeout:g} s. "
-                "Try again, or raise LLM_TIMEOUT."
-            )
+            return self._timed_out()
         if isinstance(error, openai.APIConnectionError):
             return BackendUnavailableError(
                 f"Could not connect to the model server at {server}. Check that it is running and that "
