@@ -17,7 +17,7 @@ round by round in one run (and the order rotated) so that drift on a noisy machi
                   N <= --gradio-client-max-n (64): every Client runs its own threads, which polls at 50 ms, so
                   at 256 it would measure the client. Clients are built before the clock starts.
 
-Run from the repository root (3-6 minutes with the defaults; keep it under `timeout 900`):
+Run from the repository root (5-8 minutes with the defaults; keep it under `timeout 900`):
 
     python bench/chat_stream.py
     python bench/chat_stream.py --n 1 64 --rounds 5 --tokens 100 --delay 0.01
