@@ -111,7 +111,11 @@ async def client(http: httpx.AsyncClient, i: int, expected_reply: str, tally: Ta
 
 async def run_clients(url: str, clients: int, expected_reply: str) -> Tally:
     tally = Tally()
-    limits = httpx.Limits(max_connections=clients * 2 + 10, max_keepalive_connections=clients * 2 + 10)
+    # Idle connections are dropped after 1 s, well before uvicorn closes them (5 s): reusing one the server is
+    # closing fails with a ReadError (a browser would retry it), which showed up as 1-2 "errored" in some runs.
+    limits = httpx.Limits(
+        max_connections=clients * 2 + 10, max_keepalive_connections=clients * 2 + 10, keepalive_expiry=1
+    )
     async with httpx.AsyncClient(base_url=url, timeout=CALL_TIMEOUT, limits=limits) as http:
         await asyncio.gather(*(client(http, i, expected_reply, tally) for i in range(clients)))
     return tally
