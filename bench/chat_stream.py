@@ -64,22 +64,14 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Variables the app reads, cleared so a real key in the developer's shell never sends the benchmark to a paid API.
+from tests.conftest import APP_VARIABLES  # noqa: E402
+
 MESSAGE = "Tell me, at length, how streaming works."
 DIRECT, CHAT, UI, HTTP_CALL, GRADIO_CLIENT = "direct", "browser /chat", "browser UI", "HTTP /call", "gradio_client"
 MODES = (DIRECT, CHAT, UI, HTTP_CALL, GRADIO_CLIENT)
-# Variables the app reads that must not leak from the developer's shell into the app under test (a real key
-# would send the benchmark to a paid API); the list follows tests/conftest.py.
-CLEARED_VARIABLES = (
-    "LLM_BACKEND",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "HF_TOKEN",
-    "LLM_MODEL",
-    "LOCAL_MODEL",
-    "APP_AUTH",
-    "SYSTEM_PROMPT",
-    "SPACE_ID",
-)
 # Issue 6's targets.
 TARGET_WALL_RATIO_64 = 1.15
 TARGET_ADDED_TTFT_1_MS = 15.0
@@ -229,7 +221,7 @@ def start_fake_server(procs: _Processes, logs: Path, *, tokens: int, delay: floa
 
 
 def _app_env(backend_url: str, model: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in APP_VARIABLES}
     env.update(
         OPENAI_BASE_URL=backend_url,
         LLM_MODEL=model,
