@@ -1,76 +1,72 @@
-"""Turns a chat turn from the UI or the API into backend messages, and the backend's pieces into a reply."""
+"""One chat turn: the inputs checked, the request built for the backend, and its pieces streamed back as a reply.
+
+Every caller (the page, `/chat`, the stateless MCP tool) goes through `prepare_chat` and `stream_reply`, so the
+same limits, defaults and error texts apply to all of them.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 from services.config import Settings
+from services.conversation import Turn, to_messages
 from services.errors import StreamInterruptedError, ValidationError
-from services.llm.base import ChatBackend, GenerationParams, Message
+from services.llm.base import ChatBackend, ChatRequest, GenerationParams, Message
+from services.reasoning import ThinkSplitter
 from services.text import clean
 
 __all__ = [
-    "ChatRequest",
-    "history_to_messages",
+    "PreparedChat",
+    "Reply",
+    "choose_model",
+    "finished_turn",
     "prepare_chat",
     "stream_reply",
-    "text_of",
     "trim_history",
+    "validate_message",
     "validate_params",
 ]
 
 
 @dataclass(frozen=True)
-class ChatRequest:
-    """What goes to the backend, and how many old messages were left out to make it fit."""
+class PreparedChat:
+    """The backend's request, and how many old messages were left out to make it fit."""
 
-    messages: list[Message]
-    params: GenerationParams
+    request: ChatRequest
     dropped: int = 0
 
 
-def text_of(content: Any) -> str:
-    """Plain text of a Gradio message content: a str, or (Gradio 6) a list of blocks; files are skipped."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Mapping):
-        return str(content["text"]) if content.get("type") == "text" and "text" in content else ""
-    if isinstance(content, Sequence):
-        return "\n".join(t for t in (text_of(block) for block in content) if t)
-    return ""
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply so far: the answer, the thinking before it, and once the answer has started, how long it thought."""
 
+    text: str = ""
+    thinking: str = ""
+    thinking_seconds: float | None = None
+    finish_reason: str | None = None
+    done: bool = False
 
-def history_to_messages(history: Sequence[Mapping[str, Any]] | None) -> list[Message]:
-    """The user and assistant turns of a Gradio chat history, as OpenAI-style text messages."""
-    messages: list[Message] = []
-    for item in history or ():
-        role = item.get("role") if isinstance(item, Mapping) else None
-        if role not in ("user", "assistant"):
-            continue
-        text = clean(text_of(item.get("content")))
-        if not text:
-            continue
-        if messages and messages[-1]["role"] == role:
-            # Two turns in a row from one side (a reply that failed, a retried message): several chat
-            # templates reject that, so join them into one message.
-            messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n\n" + text}
-        else:
-            messages.append({"role": role, "content": text})
-    return messages
+    @property
+    def thinking_now(self) -> bool:
+        """Whether the model is still thinking: thinking has arrived and no answer yet."""
+        return bool(self.thinking) and not self.text and not self.done
 
 
 def _number(field: str, value: object) -> float:
     # bool is an int to Python, but `true` as a temperature is a caller's mistake, not 1.0.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(field, f"expected a number, got {type(value).__name__}.")
-    if not math.isfinite(value):
-        raise ValidationError(field, f"expected a finite number, got {value!r}.")
-    return float(value)
+    try:
+        number = float(value)  # JSON allows integers of any size: 10**400 does not fit a float
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValidationError(field, f"expected a finite number, got {str(value)[:40]}.")
+    return number
 
 
 def validate_params(
@@ -81,12 +77,12 @@ def validate_params(
         system_prompt = settings.system_prompt
     if not isinstance(system_prompt, str):
         raise ValidationError("system_prompt", f"expected text, got {type(system_prompt).__name__}.")
-    system_prompt = clean(system_prompt)
     if len(system_prompt) > settings.max_system_prompt_chars:
         raise ValidationError(
             "system_prompt",
             f"is {len(system_prompt):,} characters; at most {settings.max_system_prompt_chars:,} are allowed.",
         )
+    system_prompt = clean(system_prompt)
     temp = settings.default_temperature if temperature is None else _number("temperature", temperature)
     if not 0 <= temp <= 2:
         raise ValidationError("temperature", f"must be between 0 and 2, got {temp:g}.")
@@ -98,18 +94,35 @@ def validate_params(
     return system_prompt, GenerationParams(temperature=temp, max_tokens=int(tokens))
 
 
-def _validate_message(message: object, *, settings: Settings) -> str:
+def validate_message(message: object, *, settings: Settings) -> str:
+    """The message as text, or `ValidationError`; its length is checked before anything else is done with it."""
     if not isinstance(message, str):
         raise ValidationError("message", f"expected text, got {type(message).__name__}.")
-    # NUL is never meaningful in a prompt and several servers reject it; a lone surrogate cannot even be sent.
-    message = clean(message)
-    if not message.strip():
-        raise ValidationError("message", "is empty: type something to send.")
     if len(message) > settings.max_message_chars:
         raise ValidationError(
             "message", f"is {len(message):,} characters; at most {settings.max_message_chars:,} are allowed."
         )
+    # NUL is never meaningful in a prompt and several servers reject it; a lone surrogate cannot even be sent.
+    message = clean(message)
+    if not message.strip():
+        raise ValidationError("message", "is empty: type something to send.")
     return message
+
+
+def choose_model(model: object, models: Sequence[str]) -> str | None:
+    """The model to ask for: one of `models` (the offered list), or None/"" for the default (the first).
+
+    An empty `models` means the backend picks (a local model, or a server asked for its first model): then only
+    the default may be asked for.
+    """
+    if model is None or model == "":
+        return models[0] if models else None
+    if not isinstance(model, str):
+        raise ValidationError("model", f"expected text, got {type(model).__name__}.")
+    if model not in models:
+        offered = ", ".join(models) if models else "only the default (leave it empty)"
+        raise ValidationError("model", f"{model[:100]!r} is not offered here; choose one of: {offered}.")
+    return model
 
 
 def trim_history(history: Sequence[Message], *, max_chars: int) -> tuple[list[Message], int]:
@@ -132,57 +145,96 @@ def trim_history(history: Sequence[Message], *, max_chars: int) -> tuple[list[Me
 
 def prepare_chat(
     backend: ChatBackend,
-    message: object,
-    history: Sequence[Mapping[str, Any]] | None,
+    message: str,
+    history: Sequence[Turn],
     *,
-    system_prompt: object = None,
-    temperature: object = None,
-    max_tokens: object = None,
+    system_prompt: str,
+    params: GenerationParams,
+    model: str | None,
+    api_key: str | None,
     settings: Settings,
-) -> ChatRequest:
-    """Validate one turn and build the backend's messages: system prompt, the history that fits, the message.
+) -> PreparedChat:
+    """The backend's request for one turn: system prompt, the history that fits, the message.
 
-    Raises `ValidationError` before anything reaches the backend.
+    Takes inputs already checked (`validate_message`, `validate_params`, `choose_model`), so nothing here can
+    reach the backend unchecked.
     """
-    text = _validate_message(message, settings=settings)
-    system, params = validate_params(system_prompt, temperature, max_tokens, settings=settings)
-    earlier = history_to_messages(history)
+    earlier = to_messages(history)
     if earlier and earlier[-1]["role"] == "user":
         # A message that got no reply (an error, a Stop before the first token) is joined with this one, as
-        # history_to_messages joins any two turns in a row: several chat templates reject that.
-        text = earlier.pop()["content"] + "\n\n" + text
+        # `to_messages` joins any two turns in a row: several chat templates reject that.
+        message = earlier.pop()["content"] + "\n\n" + message
     past, dropped = trim_history(earlier, max_chars=settings.max_history_chars)
-    messages: list[Message] = [{"role": "system", "content": system}] if system.strip() else []
+    messages: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     messages += past
-    messages.append({"role": "user", "content": text})
-    fitted, dropped_to_fit = backend.fit(messages, params)
-    return ChatRequest(messages=fitted, params=params, dropped=dropped + dropped_to_fit)
+    messages.append({"role": "user", "content": message})
+    request, dropped_to_fit = backend.fit(ChatRequest(messages, params, model=model, api_key=api_key))
+    return PreparedChat(request=request, dropped=dropped + dropped_to_fit)
 
 
-async def stream_reply(backend: ChatBackend, request: ChatRequest, *, interval: float = 0.0) -> AsyncIterator[str]:
-    """Yield the reply so far, growing, at most once per `interval` seconds (plus the first and last).
+async def stream_reply(backend: ChatBackend, request: ChatRequest, *, interval: float = 0.0) -> AsyncIterator[Reply]:
+    """Yield the reply so far, at most once per `interval` seconds, and always the first piece, the moment the
+    answer starts after thinking, and the end (`done`).
 
-    Coalescing trades nothing a reader can see (40 ms is under one frame of reading) for far fewer updates
-    on the wire and in Gradio's diffing. The first piece is sent at once so time-to-first-token is untouched.
+    Coalescing trades nothing a reader can see (40 ms is under one frame of reading) for far fewer updates on
+    the wire and in Gradio's diffing. Thinking in `<think>` tags is split from the answer here, whatever the
+    backend; the time spent thinking runs from its first piece to the answer's first.
     """
-    text = ""
-    sent = ""
-    last = 0.0
+    splitter = ThinkSplitter()
+    text = thinking = ""
+    seconds: float | None = None
+    thinking_since: float | None = None
+    finish: str | None = None
+    sent_at = -math.inf
+    changed = False
     # `aclosing` closes the backend promptly when our consumer stops early (Stop pressed, tab closed, job
     # cancelled): Gradio throws GeneratorExit into this generator, and the backend's own cleanup then runs.
-    async with aclosing(backend.stream(request.messages, request.params)) as stream:  # type: ignore[type-var]
+    async with aclosing(backend.stream(request)) as stream:  # type: ignore[type-var]
         try:
-            async for piece in stream:
-                text += piece
+            async for delta in stream:
+                answer, thought = splitter.feed(delta.text) if delta.text else ("", "")
+                thought = delta.thinking + thought
+                finish = delta.finish_reason or finish
+                if not (answer or thought):
+                    continue
                 now = time.monotonic()
-                if not sent or now - last >= interval:
-                    sent, last = text, now
-                    yield text
-        except StreamInterruptedError as e:
+                if thought:
+                    thinking_since = now if thinking_since is None else thinking_since
+                    thinking += thought
+                started = bool(answer) and not text
+                if answer:
+                    if started and thinking_since is not None:
+                        seconds = round(now - thinking_since, 1)
+                    text += answer
+                changed = True
+                if started or now - sent_at >= interval:
+                    sent_at, changed = now, False
+                    yield Reply(text, thinking, seconds, None)
+        except StreamInterruptedError as error:
             # Show everything that did arrive before the error says the reply was cut.
-            if text != sent:
-                yield text
-            e.partial = text
+            if changed:
+                yield Reply(text, thinking, seconds, None)
+            error.partial = text
             raise
-    if text != sent or not sent:
-        yield text
+    answer, thought = splitter.flush()
+    text, thinking = text + answer, thinking + thought
+    if thinking and seconds is None and thinking_since is not None:
+        seconds = round(time.monotonic() - thinking_since, 1)
+    yield Reply(text, thinking, seconds, finish, done=True)
+
+
+def finished_turn(reply: Reply, *, params: GenerationParams, notice: str = "") -> Turn:
+    """The assistant's turn as kept: the reply, and the app's own notice of how it ended when that matters."""
+    if not notice and reply.finish_reason == "length":
+        if not reply.text.strip() and reply.thinking:
+            notice = (
+                f"The model spent all {params.max_tokens} tokens thinking and wrote no answer: "
+                "raise Max tokens and try again."
+            )
+        else:
+            notice = f"The reply was cut at the token limit ({params.max_tokens} tokens): raise Max tokens for more."
+    elif not notice and reply.done and not reply.text.strip():
+        notice = "The model sent an empty reply."
+    return Turn(
+        "assistant", reply.text, thinking=reply.thinking, thinking_seconds=reply.thinking_seconds, notice=notice
+    )

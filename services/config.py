@@ -1,189 +1,113 @@
-"""Every environment variable the Space reads, parsed once into a typed, frozen `Settings`.
+"""Every environment variable the Space reads, in one declarative table, parsed once into a frozen `Settings`.
 
 On a Space these are its variables (public, copied on "Duplicate this Space") and its secrets (private, not
-copied). A malformed value raises `ConfigError` naming the variable, so a typo stops start-up instead of
-surfacing later as a confusing chat error. Secret values are never part of a message or a `repr`.
+copied). `VARIABLES` is the single list: `load_settings` parses from it, README's Configuration table is checked
+against it, the tests clear the environment with it, and the bench and the deploy take their lists from it. A
+malformed value raises `ConfigError` naming the variable; secret values are never part of a message or a `repr`.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from services.errors import ConfigError
 
-__all__ = ["HF_ROUTER_URL", "BackendChoice", "Settings", "ThemeMode", "load_settings"]
+__all__ = [
+    "DEFAULT_HF_ROUTER_MODEL",
+    "DEFAULT_LOCAL_MODEL",
+    "DEFAULT_OPENAI_MODEL",
+    "HF_ROUTER_URL",
+    "VARIABLES",
+    "AnonymousChat",
+    "BackendChoice",
+    "Settings",
+    "SignIn",
+    "ThemeMode",
+    "Variable",
+    "load_settings",
+]
 
 BackendChoice = Literal["auto", "openai", "local"]
 ThemeMode = Literal["system", "light", "dark"]
+SignIn = Literal["auto", "on", "off"]
+# What a visitor who has not signed in gets: the owner's backend (under the rate limits), the local model, or
+# "sign in to chat".
+AnonymousChat = Literal["owner", "local", "signin"]
 
-# Hugging Face's OpenAI-compatible router: used with HF_TOKEN when no OpenAI key is set.
+# Hugging Face's OpenAI-compatible router: used with HF_TOKEN when no OpenAI key is set, and for signed-in visitors.
 HF_ROUTER_URL = "https://router.huggingface.co/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_HF_ROUTER_MODEL = "openai/gpt-oss-20b"
 DEFAULT_LOCAL_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    """An unset and an empty (or blank) variable mean the same: a Space shows both as 'not set'."""
-    value = env.get(name)
-    if value is None or not value.strip():
-        return None
-    return value.strip()
-
-
-def _as_int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"expected a whole number, got {raw!r}.") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = "" if maximum is None else f" and at most {maximum}"
-        raise ConfigError(name, f"must be at least {minimum}{upper}, got {value}.")
-    return value
-
-
-def _as_optional_int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int) -> int | None:
-    """Like `_as_int`, but 'none' (or 'unlimited') means no limit."""
-    raw = _get(env, name)
-    if raw is not None and raw.lower() in {"none", "unlimited"}:
-        return None
-    if raw is None:
-        return default
-    return _as_int(env, name, 0, minimum=minimum)
-
-
-def _as_float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"expected a number, got {raw!r}.") from None
-    # `not (a <= x <= b)` also rejects NaN, which every comparison answers False.
-    if not minimum <= value <= maximum:
-        raise ConfigError(name, f"must be between {minimum} and {maximum}, got {raw!r}.")
-    return value
-
-
-def _as_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise ConfigError(name, f"expected true or false, got {raw!r}.")
-
-
-def _as_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    if raw.lower() not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}.")
-    return raw.lower()
-
-
-def _as_url(env: Mapping[str, str], name: str) -> str | None:
-    raw = _get(env, name)
-    if raw is None:
-        return None
-    parts = urlsplit(raw)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        # The value is not echoed: a URL may carry credentials (https://user:pass@host).
-        raise ConfigError(name, "expected an http:// or https:// URL such as http://localhost:11434/v1.")
-    return raw.rstrip("/")
-
-
-def _as_credentials(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
-    """'user:pass,user2:pass2' -> ((user, pass), (user2, pass2)); the password may itself contain ':'."""
-    raw = _get(env, name)
-    if raw is None:
-        return ()
-    pairs = []
-    for number, entry in enumerate(raw.split(","), start=1):
-        user, sep, password = entry.strip().partition(":")
-        if not sep or not user or not password:
-            # The entry is not echoed: it holds a password.
-            raise ConfigError(
-                name, f"entry {number} is not of the form user:password (expected 'user:pass,user2:pass2')."
-            )
-        pairs.append((user, password))
-    return tuple(pairs)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The Space's configuration. Secret fields are left out of `repr` so a log line cannot leak them."""
+    """The Space's configuration; `VARIABLES` says which variable sets each field. Secrets stay out of `repr`."""
 
-    # Which backend answers the chat: "openai" (any OpenAI-compatible server), "local" (transformers), or
-    # "auto" (openai when configured, else local). Variable: LLM_BACKEND, default "auto".
     llm_backend: BackendChoice = "auto"
-    # Credentials and endpoint, read under the `openai` package's own names, plus HF_TOKEN for the HF router.
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     hf_token: str | None = field(default=None, repr=False)
-    # Model name sent to the OpenAI-compatible server; None picks a default for the endpoint (see README).
     llm_model: str | None = None
-    # Seconds to wait for the server to connect, and between two bytes of a reply.
-    llm_connect_timeout: float = 10.0
-    llm_timeout: float = 60.0
-    # Retries with backoff on connection errors, 408/409/429 and 5xx, before the first token only.
+    llm_models: tuple[str, ...] = ()
+    llm_connect_timeout: float = 10.0  # seconds
+    llm_timeout: float = 60.0  # seconds between two bytes of a reply
     llm_max_retries: int = 2
 
-    # Local model (Hub id or path), how many generations run at once, and the ZeroGPU lease in seconds.
     local_model: str = DEFAULT_LOCAL_MODEL
     local_concurrency: int = 1
-    local_gpu_duration: int = 60
+    local_gpu_duration: int = 60  # seconds of ZeroGPU lease per reply
 
-    # Defaults shown in the chat's Parameters accordion.
+    sign_in: SignIn = "auto"
+    anonymous_chat: AnonymousChat = "owner"
+    hf_router_url: str = HF_ROUTER_URL
+    hf_router_models: tuple[str, ...] = ()
+    oauth_client_secret: str | None = field(default=None, repr=False)
+
     system_prompt: str = "You are a helpful, concise assistant."
     default_temperature: float = 0.7
     default_max_tokens: int = 512
 
-    # Server-side limits: the API bypasses the UI's sliders, so every call is checked against these.
     max_tokens_cap: int = 4096
     max_message_chars: int = 32_000
     max_system_prompt_chars: int = 8_000
     max_history_chars: int = 100_000
+    max_history_messages: int = 200
     max_tool_chars: int = 100_000
 
-    # Queue: how many calls may wait (None: unbounded) and how many chats stream at once (None: no limit).
     queue_max_size: int | None = 256
     chat_concurrency: int | None = None
-    # Jobs the app runs at once across all events (Gradio's max_threads), so many chats can stream together.
     max_jobs: int = 512
-    # Streamed updates are coalesced to at most one per this many seconds (0 sends every token); None picks
-    # per backend (see `stream_interval_for`). Variable: STREAM_INTERVAL_MS.
-    stream_interval: float | None = None
+    stream_interval: float | None = None  # seconds; None picks per backend (`stream_interval_for`)
 
-    # Chat messages a minute per browser session / API client, and per IP address (None: no limit), and how
-    # many reverse proxies stand in front of the app (the client IP is read from X-Forwarded-For through them;
-    # a Space has one, so the default is 1 when SPACE_ID is set, else 0).
     rate_limit_session: int | None = 20
     rate_limit_ip: int | None = 60
     trusted_proxies: int = 0
+    login_attempts: int = 10  # failed logins a minute per address before Retry-After
 
-    # Login for the whole app: ((user, password), ...); empty means a public Space. Variable: APP_AUTH.
+    max_request_bytes: int = 1_048_576
+    max_upload_bytes: int = 1_048_576
+    session_capacity: int = 1_000
+    session_ttl: float = 3600.0  # seconds an idle session's server-side data is kept
+
+    history_secret: str | None = field(default=None, repr=False)
+    history_conversation_chars: int = 200_000
+    history_total_chars: int = 2_000_000
+
     app_auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    # Colour scheme: "system" follows the browser, "light" or "dark" forces one. Variable: APP_THEME_MODE.
     theme_mode: ThemeMode = "system"
+    mcp_server: bool = True
+    space_id: str | None = None
 
     def stream_interval_for(self, backend: str) -> float:
         """Seconds between two streamed updates: STREAM_INTERVAL_MS when set, else 40 ms for a model server and
-        100 ms for the in-process model, whose generation shares the CPU with the work of every update (at
-        40 ms the app kept 0.88 of model.generate's speed on 2 cores, at 100 ms 0.94: bench/local_model.py)."""
+        100 ms for the in-process model, whose generation shares the CPU with the work of every update."""
         if self.stream_interval is not None:
             return self.stream_interval
         return 0.1 if backend == "local" else 0.04
@@ -191,50 +115,594 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """The secret values in use, so that logs and error texts can be scrubbed of them."""
         passwords = tuple(password for _, password in self.app_auth)
-        return tuple(s for s in (self.openai_api_key, self.hf_token, *passwords) if s)
+        values = (self.openai_api_key, self.hf_token, self.history_secret, self.oauth_client_secret, *passwords)
+        return tuple(value for value in values if value)
+
+    @property
+    def on_space(self) -> bool:
+        return self.space_id is not None
+
+
+# PARSERS: each takes the stripped raw value and returns the typed one, or raises ValueError with the reason.
+
+Parser = Callable[[str], Any]
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}.") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = "" if maximum is None else f" and at most {maximum}"
+            raise ValueError(f"must be at least {minimum}{upper}, got {value}.")
+        return value
+
+    return parse
+
+
+def _limit(minimum: int) -> Parser:
+    """A whole number, or 'none' (also 'unlimited') for no limit."""
+    whole = _integer(minimum)
+
+    def parse(raw: str) -> int | None:
+        return None if raw.lower() in {"none", "unlimited"} else whole(raw)
+
+    return parse
+
+
+def _number(minimum: float, maximum: float) -> Parser:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}.") from None
+        # `not (a <= x <= b)` also rejects NaN, which every comparison answers False.
+        if not minimum <= value <= maximum or math.isinf(value):
+            raise ValueError(f"must be between {minimum:g} and {maximum:g}, got {raw!r}.")
+        return value
+
+    return parse
+
+
+def _milliseconds(maximum: int) -> Parser:
+    whole = _integer(0, maximum)
+    return lambda raw: whole(raw) / 1000
+
+
+def _minutes(minimum: int, maximum: int) -> Parser:
+    whole = _integer(minimum, maximum)
+    return lambda raw: whole(raw) * 60.0
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}.")
+
+
+def _choice(choices: tuple[str, ...]) -> Parser:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}.")
+        return raw.lower()
+
+    return parse
+
+
+def _url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        # The value is not echoed: a URL may carry credentials (https://user:pass@host).
+        raise ValueError("expected an http:// or https:// URL such as http://localhost:11434/v1.")
+    return raw.rstrip("/")
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    """'a, b,c' -> ('a', 'b', 'c'): a comma-separated list, blanks and repeats dropped, order kept."""
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    if not names:
+        raise ValueError("expected a comma-separated list of names.")
+    return names
+
+
+def _credentials(raw: str) -> tuple[tuple[str, str], ...]:
+    """'user:pass,user2:pass2' -> ((user, pass), (user2, pass2)); the password may itself contain ':'."""
+    pairs = []
+    for number, entry in enumerate(raw.split(","), start=1):
+        user, sep, password = entry.strip().partition(":")
+        if not sep or not user or not password:
+            # The entry is not echoed: it holds a password.
+            raise ValueError(f"entry {number} is not of the form user:password (expected 'user:pass,user2:pass2').")
+        pairs.append((user, password))
+    return tuple(pairs)
+
+
+def _port(raw: str) -> int:
+    port: int = _integer(1, 65535)(raw)
+    return port
+
+
+# THE TABLE
+
+Section = Literal["backend", "sign-in", "chat", "limits", "history", "access", "platform"]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: where it lands in `Settings` and what README says of it.
+
+    `field` is None for variables another package reads (Gradio's own), listed so that they are documented,
+    validated at start-up and cleared by the tests. `default` is how README shows the default when it is not a
+    plain value of the field (computed, or Gradio's).
+    """
+
+    name: str
+    field: str | None
+    parse: Parser
+    meaning: str
+    section: Section
+    secret: bool = False
+    default: str | None = None
+
+
+VARIABLES: tuple[Variable, ...] = (
+    # Backend
+    Variable(
+        "LLM_BACKEND",
+        "llm_backend",
+        _choice(get_args(BackendChoice)),
+        (
+            "`openai` (an OpenAI-compatible server), `local` (the in-process model), or `auto`: `openai` when"
+            " `OPENAI_API_KEY`, `OPENAI_BASE_URL` or `HF_TOKEN` is set, else `local`."
+        ),
+        "backend",
+    ),
+    Variable(
+        "OPENAI_API_KEY",
+        "openai_api_key",
+        _text,
+        "Key for OpenAI, or for the server at `OPENAI_BASE_URL`.",
+        "backend",
+        secret=True,
+    ),
+    Variable(
+        "OPENAI_BASE_URL",
+        "openai_base_url",
+        _url,
+        (
+            "Any OpenAI-compatible server, e.g. `http://localhost:11434/v1` (Ollama), "
+            "`http://localhost:8000/v1` (vLLM). Alone, it needs no key."
+        ),
+        "backend",
+        default="OpenAI",
+    ),
+    Variable(
+        "HF_TOKEN",
+        "hf_token",
+        _text,
+        (
+            "With no OpenAI key, the owner's chats go through Hugging Face's router (`HF_ROUTER_URL`). Sent "
+            "only to Hugging Face hosts and `HF_ROUTER_URL`."
+        ),
+        "backend",
+        secret=True,
+    ),
+    Variable(
+        "LLM_MODEL",
+        "llm_model",
+        _text,
+        "One model for the owner's endpoint (the same as a one-name `LLM_MODELS`).",
+        "backend",
+        default="see `LLM_MODELS`",
+    ),
+    Variable(
+        "LLM_MODELS",
+        "llm_models",
+        _names,
+        (
+            "Models of the owner's endpoint offered in the model picker, comma-separated, the first the "
+            "default; router ids may carry a provider suffix (`:fastest`, `:cheapest`, `:<provider>`). "
+            "Default: `gpt-4o-mini` on OpenAI, `openai/gpt-oss-20b` on the router, the first model a custom "
+            "`OPENAI_BASE_URL` lists."
+        ),
+        "backend",
+        default="see meaning",
+    ),
+    Variable(
+        "LLM_TIMEOUT",
+        "llm_timeout",
+        _number(0.1, 3600),
+        "Seconds to wait for the server between two pieces of a reply.",
+        "backend",
+    ),
+    Variable(
+        "LLM_CONNECT_TIMEOUT",
+        "llm_connect_timeout",
+        _number(0.1, 600),
+        "Seconds to wait for a connection to the server.",
+        "backend",
+    ),
+    Variable(
+        "LLM_MAX_RETRIES",
+        "llm_max_retries",
+        _integer(0, 10),
+        "Retries with backoff on refused connections, 408/409/429 and 5xx, always before the first token.",
+        "backend",
+    ),
+    Variable(
+        "LOCAL_MODEL",
+        "local_model",
+        _text,
+        "Hub id or local path of the in-process model.",
+        "backend",
+    ),
+    Variable(
+        "LOCAL_CONCURRENCY",
+        "local_concurrency",
+        _integer(1, 64),
+        "Local generations that run at once; others wait in the queue and see their position.",
+        "backend",
+    ),
+    Variable(
+        "LOCAL_GPU_DURATION",
+        "local_gpu_duration",
+        _integer(1, 3600),
+        "Seconds of ZeroGPU lease asked for one local reply.",
+        "backend",
+    ),
+    # Sign-in
+    Variable(
+        "SIGN_IN",
+        "sign_in",
+        _choice(get_args(SignIn)),
+        (
+            "Sign in with Hugging Face: `auto` offers it on a Space whose front-matter has `hf_oauth: true`, "
+            "and elsewhere only with a safe `OAUTH_CLIENT_SECRET`; `off` never; `on` insists (start-up stops "
+            "when it cannot be offered)."
+        ),
+        "sign-in",
+    ),
+    Variable(
+        "ANONYMOUS_CHAT",
+        "anonymous_chat",
+        _choice(get_args(AnonymousChat)),
+        (
+            "What visitors who have not signed in get: `owner` (the owner's backend, under the rate limits), "
+            "`local` (the in-process model), or `signin` (they are asked to sign in)."
+        ),
+        "sign-in",
+    ),
+    Variable(
+        "HF_ROUTER_URL",
+        "hf_router_url",
+        _url,
+        (
+            "The OpenAI-compatible router that signed-in visitors chat through on their own token; the owner's "
+            "`HF_TOKEN` goes there too. Point it only at Hugging Face's router or a gateway you run."
+        ),
+        "sign-in",
+    ),
+    Variable(
+        "HF_ROUTER_MODELS",
+        "hf_router_models",
+        _names,
+        (
+            "Models offered to signed-in visitors, comma-separated, the first the default. Default: "
+            "`LLM_MODELS` when the owner's endpoint is the router, else `openai/gpt-oss-20b`."
+        ),
+        "sign-in",
+        default="see meaning",
+    ),
+    Variable(
+        "OAUTH_CLIENT_SECRET",
+        "oauth_client_secret",
+        _text,
+        (
+            "Gradio's own: signs the sign-in session cookie. A Space sets it; elsewhere sign-in is offered "
+            "only when it is set to 32 or more characters."
+        ),
+        "sign-in",
+        secret=True,
+        default="set by Spaces",
+    ),
+    # Chat
+    Variable(
+        "SYSTEM_PROMPT",
+        "system_prompt",
+        _text,
+        "Default system prompt.",
+        "chat",
+    ),
+    Variable(
+        "DEFAULT_TEMPERATURE",
+        "default_temperature",
+        _number(0, 2),
+        "Default temperature, from 0 to 2 (0 is greedy).",
+        "chat",
+    ),
+    Variable(
+        "DEFAULT_MAX_TOKENS",
+        "default_max_tokens",
+        _integer(1),
+        "Default max tokens of a reply.",
+        "chat",
+    ),
+    Variable(
+        "MAX_TOKENS_CAP",
+        "max_tokens_cap",
+        _integer(1),
+        "Highest `max_tokens` a caller may ask for.",
+        "chat",
+    ),
+    Variable(
+        "MAX_MESSAGE_CHARS",
+        "max_message_chars",
+        _integer(1),
+        "Longest chat message accepted.",
+        "chat",
+    ),
+    Variable(
+        "MAX_SYSTEM_PROMPT_CHARS",
+        "max_system_prompt_chars",
+        _integer(0),
+        "Longest system prompt accepted.",
+        "chat",
+    ),
+    Variable(
+        "MAX_HISTORY_CHARS",
+        "max_history_chars",
+        _integer(1),
+        "Conversation sent to the model; older turns are left out first, with a warning.",
+        "chat",
+    ),
+    Variable(
+        "MAX_HISTORY_MESSAGES",
+        "max_history_messages",
+        _integer(2, 10_000),
+        (
+            "Most messages a conversation may hold (a client's history is refused past it); older turns are "
+            "left out of what the model sees past `MAX_HISTORY_CHARS`."
+        ),
+        "chat",
+    ),
+    Variable(
+        "MAX_TOOL_CHARS",
+        "max_tool_chars",
+        _integer(1),
+        "Longest text the text tools accept.",
+        "chat",
+    ),
+    Variable(
+        "QUEUE_MAX_SIZE",
+        "queue_max_size",
+        _limit(1),
+        'Calls that may wait in the queue (`none`: no limit); past it callers get a "queue full" error.',
+        "limits",
+    ),
+    Variable(
+        "CHAT_CONCURRENCY",
+        "chat_concurrency",
+        _limit(1),
+        "Chats that stream at once for a model server (`none`: no limit).",
+        "limits",
+        default="none",
+    ),
+    Variable(
+        "MAX_CONCURRENT_JOBS",
+        "max_jobs",
+        _integer(1, 10_000),
+        "Jobs the app runs at once, all events together (Gradio's `max_threads`, 40 by default).",
+        "limits",
+    ),
+    Variable(
+        "STREAM_INTERVAL_MS",
+        "stream_interval",
+        _milliseconds(5000),
+        (
+            "Streamed updates are merged to at most one per this many ms (`0`: one per token). The in-process"
+            " model shares the CPU with the work of every update, so it gets fewer."
+        ),
+        "limits",
+        default="`40`, or `100` with the local model",
+    ),
+    # Abuse limits
+    Variable(
+        "RATE_LIMIT_PER_SESSION",
+        "rate_limit_session",
+        _limit(1),
+        "Chat messages a minute per browser session or API client (`none`: no limit).",
+        "limits",
+    ),
+    Variable(
+        "RATE_LIMIT_PER_IP",
+        "rate_limit_ip",
+        _limit(1),
+        "Chat messages a minute per IP address (`none`: no limit).",
+        "limits",
+    ),
+    Variable(
+        "TRUSTED_PROXIES",
+        "trusted_proxies",
+        _integer(0, 10),
+        (
+            "Reverse proxies in front of the app; the client IP is read from `X-Forwarded-For` through "
+            "exactly that many."
+        ),
+        "limits",
+        default="`1` on a Space, else `0`",
+    ),
+    Variable(
+        "LOGIN_ATTEMPTS_PER_MINUTE",
+        "login_attempts",
+        _integer(1, 10_000),
+        ("Failed `APP_AUTH` logins a minute per IP address; past it the login answers 429 with `Retry-After`."),
+        "limits",
+    ),
+    Variable(
+        "MAX_REQUEST_BYTES",
+        "max_request_bytes",
+        _integer(16_384, 1 << 30),
+        "Largest request body accepted (uploads aside); bigger ones get 413 before any work.",
+        "limits",
+    ),
+    Variable(
+        "MAX_UPLOAD_BYTES",
+        "max_upload_bytes",
+        _integer(1024, 1 << 30),
+        "Largest file `/gradio_api/upload` accepts (Gradio's `max_file_size`).",
+        "limits",
+    ),
+    Variable(
+        "SESSION_CAPACITY",
+        "session_capacity",
+        _integer(10, 1_000_000),
+        (
+            "Sessions whose data is kept in memory (Gradio's `state_session_capacity`, and the app's own); "
+            "the oldest go first."
+        ),
+        "limits",
+    ),
+    Variable(
+        "SESSION_TTL_MINUTES",
+        "session_ttl",
+        _minutes(1, 7 * 24 * 60),
+        "Minutes an idle session's server-side data (the `/chat` conversation, the counter) is kept.",
+        "limits",
+        default="`60`",
+    ),
+    # History
+    Variable(
+        "HISTORY_SECRET",
+        "history_secret",
+        _text,
+        (
+            "Signs the conversations kept in visitors' browsers, so they survive restarts and cannot be "
+            "tampered with. Unset, a random one is made per start: saved chats then do not survive a restart."
+        ),
+        "history",
+        secret=True,
+    ),
+    Variable(
+        "HISTORY_CONVERSATION_CHARS",
+        "history_conversation_chars",
+        _integer(1_000, 2_000_000),
+        (
+            "Most characters of one conversation kept in the browser; older messages are left out of the "
+            "stored copy, with a notice."
+        ),
+        "history",
+    ),
+    Variable(
+        "HISTORY_TOTAL_CHARS",
+        "history_total_chars",
+        _integer(10_000, 4_000_000),
+        (
+            "Budget of all stored conversations together (browsers allow about 5 million); the oldest are "
+            "dropped first, with a notice."
+        ),
+        "history",
+    ),
+    # Access
+    Variable(
+        "APP_AUTH",
+        "app_auth",
+        _credentials,
+        "`user:password,user2:password2` puts the whole app behind a login; unset, the Space is public.",
+        "access",
+        secret=True,
+    ),
+    Variable(
+        "APP_THEME_MODE",
+        "theme_mode",
+        _choice(get_args(ThemeMode)),
+        "`light` or `dark` forces that colour scheme (via `?__theme=`); `system` follows the browser.",
+        "access",
+    ),
+    Variable(
+        "GRADIO_MCP_SERVER",
+        "mcp_server",
+        _flag,
+        (
+            "Gradio's own, on by default here: serves the tools to MCP clients at `/gradio_api/mcp/`. `false`"
+            " turns it off."
+        ),
+        "access",
+    ),
+    # Platform
+    Variable(
+        "SPACE_ID",
+        "space_id",
+        _text,
+        "Set by Spaces: tells the app it runs on a Space (for `TRUSTED_PROXIES` and sign-in).",
+        "platform",
+        default="set by Spaces",
+    ),
+    Variable(
+        "GRADIO_SERVER_NAME",
+        None,
+        _text,
+        "Gradio's own: interface to bind (a Space sets `0.0.0.0`).",
+        "platform",
+        default="`127.0.0.1`",
+    ),
+    Variable(
+        "GRADIO_SERVER_PORT",
+        None,
+        _port,
+        "Gradio's own: port to listen on.",
+        "platform",
+        default="`7860`",
+    ),
+)
+
+_BY_FIELD = {variable.field: variable for variable in VARIABLES if variable.field}
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    """An unset and an empty (or blank) variable mean the same: a Space shows both as 'not set'."""
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _parse(variable: Variable, raw: str) -> Any:
+    try:
+        return variable.parse(raw)
+    except ValueError as error:
+        raise ConfigError(variable.name, str(error)) from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every variable; raises `ConfigError` naming the first malformed one."""
+    """Read and validate every variable of `VARIABLES`; raises `ConfigError` naming the first malformed one."""
     env = os.environ if env is None else env
-    default = Settings()
-    settings = Settings(
-        llm_backend=_as_choice(env, "LLM_BACKEND", "auto", ("auto", "openai", "local")),  # type: ignore[arg-type]
-        openai_api_key=_get(env, "OPENAI_API_KEY"),
-        openai_base_url=_as_url(env, "OPENAI_BASE_URL"),
-        hf_token=_get(env, "HF_TOKEN"),
-        llm_model=_get(env, "LLM_MODEL"),
-        llm_connect_timeout=_as_float(
-            env, "LLM_CONNECT_TIMEOUT", default.llm_connect_timeout, minimum=0.1, maximum=600
-        ),
-        llm_timeout=_as_float(env, "LLM_TIMEOUT", default.llm_timeout, minimum=0.1, maximum=3600),
-        llm_max_retries=_as_int(env, "LLM_MAX_RETRIES", default.llm_max_retries, minimum=0, maximum=10),
-        local_model=_get(env, "LOCAL_MODEL") or default.local_model,
-        local_concurrency=_as_int(env, "LOCAL_CONCURRENCY", default.local_concurrency, minimum=1, maximum=64),
-        local_gpu_duration=_as_int(env, "LOCAL_GPU_DURATION", default.local_gpu_duration, minimum=1, maximum=3600),
-        system_prompt=env.get("SYSTEM_PROMPT", default.system_prompt),
-        default_temperature=_as_float(env, "DEFAULT_TEMPERATURE", default.default_temperature, minimum=0, maximum=2),
-        default_max_tokens=_as_int(env, "DEFAULT_MAX_TOKENS", default.default_max_tokens, minimum=1),
-        max_tokens_cap=_as_int(env, "MAX_TOKENS_CAP", default.max_tokens_cap, minimum=1),
-        max_message_chars=_as_int(env, "MAX_MESSAGE_CHARS", default.max_message_chars, minimum=1),
-        max_system_prompt_chars=_as_int(env, "MAX_SYSTEM_PROMPT_CHARS", default.max_system_prompt_chars, minimum=0),
-        max_history_chars=_as_int(env, "MAX_HISTORY_CHARS", default.max_history_chars, minimum=1),
-        max_tool_chars=_as_int(env, "MAX_TOOL_CHARS", default.max_tool_chars, minimum=1),
-        queue_max_size=_as_optional_int(env, "QUEUE_MAX_SIZE", default.queue_max_size, minimum=1),
-        chat_concurrency=_as_optional_int(env, "CHAT_CONCURRENCY", default.chat_concurrency, minimum=1),
-        max_jobs=_as_int(env, "MAX_CONCURRENT_JOBS", default.max_jobs, minimum=1, maximum=10_000),
-        stream_interval=(
-            None
-            if _get(env, "STREAM_INTERVAL_MS") is None
-            else _as_int(env, "STREAM_INTERVAL_MS", 0, minimum=0, maximum=5000) / 1000
-        ),
-        rate_limit_session=_as_optional_int(env, "RATE_LIMIT_PER_SESSION", default.rate_limit_session, minimum=1),
-        rate_limit_ip=_as_optional_int(env, "RATE_LIMIT_PER_IP", default.rate_limit_ip, minimum=1),
-        trusted_proxies=_as_int(env, "TRUSTED_PROXIES", 1 if _get(env, "SPACE_ID") else 0, minimum=0, maximum=10),
-        app_auth=_as_credentials(env, "APP_AUTH"),
-        theme_mode=_as_choice(env, "APP_THEME_MODE", "system", ("system", "light", "dark")),  # type: ignore[arg-type]
-    )
-    # Cross-field rules: a default the server would itself reject is a configuration error, not a user's.
+    values: dict[str, Any] = {}
+    for variable in VARIABLES:
+        # SYSTEM_PROMPT may be set to blank on purpose (no system prompt), so it is read as it is.
+        raw = env.get(variable.name) if variable.name == "SYSTEM_PROMPT" else _raw(env, variable.name)
+        if raw is None:
+            continue
+        value = _parse(variable, raw)
+        if variable.field is not None:
+            values[variable.field] = value
+    if "trusted_proxies" not in values:
+        # A Space puts one reverse proxy in front of the app.
+        values["trusted_proxies"] = 1 if values.get("space_id") else 0
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Rules across variables: a default the server would itself reject is a configuration error, not a user's."""
     if settings.default_max_tokens > settings.max_tokens_cap:
         raise ConfigError(
             "DEFAULT_MAX_TOKENS",
@@ -246,4 +714,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"is {len(settings.system_prompt)} characters; MAX_SYSTEM_PROMPT_CHARS allows "
             f"{settings.max_system_prompt_chars}.",
         )
-    return settings
+    if settings.llm_model and settings.llm_models and settings.llm_model != settings.llm_models[0]:
+        raise ConfigError(
+            "LLM_MODEL", "is set together with LLM_MODELS: set only LLM_MODELS (its first is the default)."
+        )
+    if settings.history_total_chars < settings.history_conversation_chars:
+        raise ConfigError(
+            "HISTORY_TOTAL_CHARS",
+            f"must be at least HISTORY_CONVERSATION_CHARS ({settings.history_conversation_chars:,}), got "
+            f"{settings.history_total_chars:,}.",
+        )
+    # A stored conversation comes back in one request: in UTF-8 and JSON, a character takes at most 4 bytes.
+    needed = 4 * settings.history_conversation_chars + 65_536
+    if settings.max_request_bytes < needed:
+        raise ConfigError(
+            "MAX_REQUEST_BYTES",
+            f"must be at least {needed:,} so that a stored conversation of HISTORY_CONVERSATION_CHARS "
+            f"({settings.history_conversation_chars:,}) can be reopened, got {settings.max_request_bytes:,}.",
+        )
+
+
+def _check_table() -> None:
+    """Every Settings field is set by exactly one variable (or a rule): a field added without its row fails here."""
+    names = [field.name for field in fields(Settings)]
+    missing = sorted(set(names) - set(_BY_FIELD))
+    if missing:
+        raise RuntimeError(f"Settings fields without a variable in VARIABLES: {missing}")
+
+
+_check_table()

@@ -1,7 +1,7 @@
 """Contains all errors raised by the services.
 
 Every error is a `ServiceError`, and its text is written for the person using the Space: it says what went
-wrong and what to change, and never carries a secret. `app.py` shows that text with `gr.Error`; anything that
+wrong and what to change, and never carries a secret. `ui.errors` shows that text with `gr.Error`; anything that
 is not a `ServiceError` is a bug and reaches the user as Gradio's generic error.
 """
 
@@ -16,8 +16,11 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigError",
+    "ConversationError",
     "RateLimitedError",
     "ServiceError",
+    "SignInRequiredError",
+    "StoredConversationError",
     "StreamInterruptedError",
     "ValidationError",
 ]
@@ -44,6 +47,20 @@ class ValidationError(ServiceError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class ConversationError(ValidationError):
+    """Raised when a conversation from a client (an API history, a stored or imported chat) is not one the app
+    could have produced: wrong shape, unknown fields, too many messages or characters."""
+
+
+class StoredConversationError(ServiceError):
+    """Raised when a conversation kept in the browser fails its signature: tampered with, or signed with another
+    HISTORY_SECRET."""
+
+
+class SignInRequiredError(ServiceError, PermissionError):
+    """Raised when a visitor who has not signed in asks for a chat that only signed-in visitors get."""
 
 
 class RateLimitedError(ServiceError):

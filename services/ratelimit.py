@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from services.config import Settings
 from services.errors import RateLimitedError
 
-__all__ = ["ChatRateLimits", "RateLimiter", "client_address"]
+__all__ = ["ChatRateLimits", "RateLimiter"]
 
 
 class RateLimiter:
@@ -21,30 +22,48 @@ class RateLimiter:
     """
 
     def __init__(
-        self, limit: int, *, window: float = 60.0, what: str, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        *,
+        window: float = 60.0,
+        message: str = "Slow down: at most {limit} chat messages a minute per {what}. Try again in {retry} s.",
+        what: str = "session",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.window = window
         self.what = what  # "session" or "address": named in the message
+        self._message = message
         self._clock = clock
         self._calls: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def check(self, key: str) -> None:
         """Count one call for `key`, or raise `RateLimitedError` (and count nothing) when it is over the limit."""
+        self.refuse_if_over(key)
+        self.count(key)
+
+    def refuse_if_over(self, key: str) -> None:
+        """Raise `RateLimitedError` when `key` has used up its calls in the window; counts nothing."""
         now = self._clock()
         with self._lock:
-            calls = self._calls.setdefault(key, deque())
+            calls = self._calls.get(key)
+            if calls is None:
+                return
             while calls and now - calls[0] >= self.window:
                 calls.popleft()
             if len(calls) >= self.limit:
                 retry_after = self.window - (now - calls[0])
-                raise RateLimitedError(
-                    f"Slow down: at most {self.limit} chat messages a minute per {self.what}. "
-                    f"Try again in {max(1, round(retry_after))} s.",
-                    retry_after=retry_after,
-                )
-            calls.append(now)
+                text = self._message.format(limit=self.limit, what=self.what, retry=max(1, math.ceil(retry_after)))
+                raise RateLimitedError(text, retry_after=retry_after)
+
+    def count(self, key: str) -> None:
+        """Count one call for `key` (a failed login, a chat message)."""
+        now = self._clock()
+        with self._lock:
+            self._calls.setdefault(key, deque()).append(now)
+            if len(self._calls[key]) > self.limit:
+                self._calls[key].popleft()
             if len(self._calls) > 10_000:
                 self._forget_idle(now)
 
@@ -55,39 +74,27 @@ class RateLimiter:
             del self._calls[key]
 
 
-def client_address(peer: str | None, headers: Mapping[str, str], *, trusted_proxies: int) -> str:
-    """The caller's IP address, seen through `trusted_proxies` reverse proxies (a Space has one).
-
-    Each proxy appends the address it saw to X-Forwarded-For, so the entry `trusted_proxies` from the right
-    is the one our nearest trusted proxy recorded; anything further left was written by the caller and can be
-    forged. With no trusted proxy the header is ignored and the socket's peer address is used.
-    """
-    if trusted_proxies > 0:
-        forwarded = [part.strip() for part in headers.get("x-forwarded-for", "").split(",") if part.strip()]
-        if len(forwarded) >= trusted_proxies:
-            return forwarded[-trusted_proxies]
-    return peer or "unknown"
-
-
 class ChatRateLimits:
     """The two limits on chat messages: per session (browser tab or gradio_client.Client) and per IP address."""
 
-    def __init__(self, *, per_session: int | None, per_ip: int | None, trusted_proxies: int) -> None:
+    def __init__(self, *, per_session: int | None, per_ip: int | None) -> None:
         self._session = RateLimiter(per_session, what="session") if per_session else None
         self._ip = RateLimiter(per_ip, what="address") if per_ip else None
-        self._trusted_proxies = trusted_proxies
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatRateLimits:
-        return cls(
-            per_session=settings.rate_limit_session,
-            per_ip=settings.rate_limit_ip,
-            trusted_proxies=settings.trusted_proxies,
-        )
+        return cls(per_session=settings.rate_limit_session, per_ip=settings.rate_limit_ip)
 
-    def check(self, *, session: str | None, peer: str | None, headers: Mapping[str, str]) -> None:
-        """Raise `RateLimitedError` when this caller is over either limit."""
+    def check(self, *, session: str | None, address: str) -> None:
+        """Raise `RateLimitedError` when this caller is over either limit; counts the message against both.
+
+        `session` is None for stateless calls (the MCP tool), which only the per-address limit can bound.
+        """
         if self._session is not None and session:
-            self._session.check(session)
+            self._session.refuse_if_over(session)
         if self._ip is not None:
-            self._ip.check(client_address(peer, headers, trusted_proxies=self._trusted_proxies))
+            self._ip.refuse_if_over(address)
+        if self._session is not None and session:
+            self._session.count(session)
+        if self._ip is not None:
+            self._ip.count(address)

@@ -1,45 +1,123 @@
-"""Keeps secret values out of logs: every log record, from any library, is masked before a handler sees it."""
+"""Keeps secrets out of everything a person or a log sees, in the forms servers echo them back.
+
+A model server's error text can quote the request that failed: the key exactly, but also base64-encoded (an
+`Authorization: Basic` header), URL-encoded, or upper-cased. `Scrubber` masks each secret the app holds in all of
+those forms, and anything else shaped like a credential, in every upstream text shown to a user and in every
+log record. A signed-in visitor's token is masked too, in every text about that visitor's request.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
-__all__ = ["install_log_redaction", "redact"]
+__all__ = ["MASK", "Scrubber", "install_log_redaction", "shorten"]
 
 MASK = "***"
 # Shorter values would mask ordinary words in log lines ("abc"), and no real key or password is that short.
 MIN_SECRET_LENGTH = 6
+# Anything shaped like a credential the app does not know of: API keys and tokens of the usual providers, and long
+# runs of base64/hex alphabet (a key in an encoding not listed above).
+# A key with a provider's prefix (sk-, hf_, ...) and a long random part with a digit in it; or a long run of the
+# base64/hex alphabet with digits and letters. Model ids ("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8") are made of
+# short hyphenated parts, and stay.
+_CREDENTIAL_SHAPED = re.compile(
+    r"\b(?:sk|hf|pk|rk|gsk|xai|api|key|tok)[-_](?:[A-Za-z0-9]+[-_])*[A-Za-z0-9]{16,}[A-Za-z0-9_\-]*"
+    r"|(?<![A-Za-z0-9+/_\-])(?=[A-Za-z0-9+/]*\d)(?=[A-Za-z0-9+/]*[A-Za-z])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9_\-])",
+    re.IGNORECASE,
+)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret of useful length replaced by ***."""
-    for secret in secrets:
-        if len(secret) >= MIN_SECRET_LENGTH and secret in text:
-            text = text.replace(secret, MASK)
-    return text
+def _base64_forms(secret: bytes) -> set[str]:
+    """The part of any base64 text that encodes `secret`, at each of the three byte alignments it can have.
+
+    Inside a longer encoded string (a `user:password` header), the secret's own characters are only stable from
+    the first whole 3-byte group it starts, to the last one it ends: that middle is what is searched for.
+    """
+    forms: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + secret).decode()
+        # Characters touched by the padding bytes before, or by whatever follows, vary with the surroundings.
+        start, stop = (offset * 4 + 2) // 3, (4 * (offset + len(secret))) // 3
+        middle = encoded[start:stop]
+        if len(middle) >= MIN_SECRET_LENGTH:
+            forms.add(middle)
+            forms.add(middle.replace("+", "-").replace("/", "_"))  # the URL-safe alphabet
+    return forms
 
 
-def install_log_redaction(secrets: Iterable[str]) -> None:
-    """Mask `secrets` in every log record created from now on, message and traceback alike.
+def _forms(secret: str) -> tuple[set[str], set[str]]:
+    """(forms matched in any case, forms matched exactly) of one secret."""
+    raw = secret.encode()
+    any_case = {secret, quote(secret, safe=""), quote_plus(secret), binascii.hexlify(raw).decode()}
+    return {form for form in any_case if form}, _base64_forms(raw)
+
+
+class Scrubber:
+    """Masks a fixed set of secrets in text, in every form above, plus those given for one text (`extra`)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_SECRET_LENGTH))
+        self._pattern = self._compile(self._secrets)
+
+    @staticmethod
+    def _compile(secrets: Iterable[str]) -> re.Pattern[str] | None:
+        any_case: set[str] = set()
+        exact: set[str] = set()
+        for secret in secrets:
+            loose, strict = _forms(secret)
+            any_case |= loose
+            exact |= strict
+        if not any_case and not exact:
+            return None
+        # Longest first, so that a secret inside another's encoding is masked whole.
+        alternatives = [f"(?i:{re.escape(form)})" for form in sorted(any_case, key=len, reverse=True)]
+        alternatives += [re.escape(form) for form in sorted(exact, key=len, reverse=True)]
+        return re.compile("|".join(alternatives))
+
+    def scrub(self, text: str, *extra: str | None) -> str:
+        """`text` with every secret (and `extra`, a visitor's token), in every form, and anything
+        credential-shaped replaced by ***: for upstream text shown to a person."""
+        return _CREDENTIAL_SHAPED.sub(MASK, self.scrub_known(text, *extra))
+
+    def scrub_known(self, text: str, *extra: str | None) -> str:
+        """Only the secrets the app holds, and `extra`: for log lines, where ids and hashes must stay readable."""
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        more = [s for s in extra if s and len(s) >= MIN_SECRET_LENGTH]
+        if more and (pattern := self._compile(more)) is not None:
+            text = pattern.sub(MASK, text)
+        return text
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """One line of at most `limit` characters: what an upstream detail may take in a message."""
+    line = " ".join(text[: limit * 20].split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def install_log_redaction(scrubber: Scrubber) -> None:
+    """Mask secrets in every log record created from now on, message and traceback alike.
 
     A record factory, rather than a handler filter, because uvicorn and Gradio add handlers of their own after
-    start-up; every record of every logger is made by the factory.
+    start-up; every record of every logger is made by the factory. Installing again replaces the last one.
     """
-    values = tuple(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
-    if not values:
-        return
-    make_record = logging.getLogRecordFactory()
+    base = getattr(logging.getLogRecordFactory(), "_unredacted", logging.getLogRecordFactory())
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
+        record = base(*args, **kwargs)
         message = record.getMessage()
-        masked = redact(message, values)
+        masked = scrubber.scrub_known(message)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), values)
+            record.exc_text = scrubber.scrub_known(logging.Formatter().formatException(record.exc_info))
         return record
 
+    factory._unredacted = base  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)

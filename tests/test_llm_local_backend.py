@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
+import json
 import pickle
 import threading
 import time
@@ -17,6 +19,7 @@ from transformers import BertConfig, BertModel
 
 from services.chat import prepare_chat, stream_reply
 from services.config import Settings
+from services.conversation import Turn
 from services.errors import (
     BackendError,
     BackendRequestError,
@@ -26,12 +29,15 @@ from services.errors import (
     ValidationError,
 )
 from services.llm import create_backend
-from services.llm.base import GenerationParams, Message
+from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
 from services.llm.local_backend import LocalBackend, _as_backend_error, load_model
-from tests.tiny_model import build_tiny_model
+from services.redact import Scrubber
+from tests.support.tiny_model import build_tiny_model
 
 GREEDY = GenerationParams(temperature=0, max_tokens=20)
+LONG = GenerationParams(temperature=0, max_tokens=4000)  # many seconds of work on the slow model if not stopped
 THREAD_NAMES = {"local-generate", "local-stream"}
+SYSTEM = "you are a helpful assistant"
 
 
 @pytest.fixture(scope="module")
@@ -63,32 +69,76 @@ def backend(tiny_dir: Path) -> LocalBackend:
     return LocalBackend.from_settings(Settings(llm_backend="local", local_model=str(tiny_dir)))
 
 
+@pytest.fixture(scope="module")
+def early_stop(tmp_path_factory: pytest.TempPathFactory, backend: LocalBackend) -> tuple[LocalBackend, str]:
+    """The tiny model again (same seed, same weights), whose generation config also ends a reply at the 4th word
+    of its greedy reply: a reply that ends by itself before max_tokens. Returns it and that shorter reply."""
+    ids = greedy_ids(backend, conversation(), GREEDY.max_tokens)
+    end = ids.index(ids[3])  # the first place that word is written
+    path = build_tiny_model(tmp_path_factory.mktemp("early"), context=256)
+    config_path = path / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    config["eos_token_id"] = [config["eos_token_id"], ids[3]]
+    config_path.write_text(json.dumps(config))
+    expected = backend.loaded.tokenizer.decode(ids[: end + 1], skip_special_tokens=True)
+    return LocalBackend(load_model(str(path))), expected
+
+
 def conversation(text: str = "tell me a story") -> list[Message]:
-    return [
-        {"role": "system", "content": "you are a helpful assistant"},
-        {"role": "user", "content": text},
-    ]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
 
 
-def collect(backend: LocalBackend, messages: list[Message], params: GenerationParams) -> list[str]:
-    async def run() -> list[str]:
-        return [piece async for piece in backend.stream(messages, params)]
+def chat(text: str = "tell me a story", params: GenerationParams = GREEDY) -> ChatRequest:
+    return ChatRequest(conversation(text), params)
+
+
+def collect(backend: LocalBackend, request: ChatRequest) -> list[Delta]:
+    async def run() -> list[Delta]:
+        return [delta async for delta in backend.stream(request)]
 
     return asyncio.run(run())
 
 
-def direct_greedy(backend: LocalBackend, messages: list[Message], max_new_tokens: int) -> str:
+def collect_failing(backend: LocalBackend, request: ChatRequest) -> tuple[list[Delta], BackendError]:
+    """The deltas that arrived before the stream failed, and the error it failed with."""
+    received: list[Delta] = []
+
+    async def run() -> None:
+        async for delta in backend.stream(request):
+            received.append(delta)
+
+    with pytest.raises(BackendError) as caught:
+        asyncio.run(run())
+    return received, caught.value
+
+
+def text_of(deltas: list[Delta]) -> str:
+    return "".join(delta.text for delta in deltas)
+
+
+def greedy_ids(backend: LocalBackend, messages: list[Message], max_new_tokens: int) -> list[int]:
     tokenizer, model = backend.loaded.tokenizer, backend.loaded.model
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
     output = model.generate(
         **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
     )
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    ids: list[int] = output[0, inputs["input_ids"].shape[1] :].tolist()
+    return ids
+
+
+def direct_greedy(backend: LocalBackend, messages: list[Message], max_new_tokens: int) -> str:
+    text: str = backend.loaded.tokenizer.decode(greedy_ids(backend, messages, max_new_tokens), skip_special_tokens=True)
+    return text
 
 
 def live_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name in THREAD_NAMES and t.is_alive()]
+
+
+def wait_for_threads(deadline: float) -> None:
+    while live_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class TestLoad:
@@ -98,11 +148,22 @@ class TestLoad:
         assert again.loaded is backend.loaded
         assert load_model(str(tiny_dir)) is backend.loaded
 
-    def test_create_backend_selects_local(self, tiny_dir: Path):
-        """LLM_BACKEND=local with LOCAL_MODEL=<dir> gives the local backend, named by its path."""
-        chosen = create_backend(Settings(llm_backend="local", local_model=str(tiny_dir)))
+    def test_create_backend_selects_local(self, tiny_dir: Path, backend: LocalBackend):
+        """LLM_BACKEND=local with LOCAL_MODEL=<dir> gives the local backend, named by its path, on the CPU."""
+        chosen = create_backend(Settings(llm_backend="local", local_model=str(tiny_dir)), Scrubber(()))
         assert isinstance(chosen, LocalBackend)
-        assert (chosen.name, chosen.model) == ("local", str(tiny_dir))
+        assert chosen.loaded is backend.loaded
+        assert chosen.name == "local"
+        assert chosen.status() == BackendStatus("local", str(tiny_dir), "cpu")
+
+    def test_from_settings_takes_the_limits(self, tiny_dir: Path):
+        """LOCAL_CONCURRENCY and STREAM_INTERVAL_MS reach the backend; by default one reply at a time, 100 ms."""
+        tuned = LocalBackend.from_settings(
+            Settings(local_model=str(tiny_dir), local_concurrency=3, stream_interval=0.25)
+        )
+        default = LocalBackend.from_settings(Settings(local_model=str(tiny_dir)))
+        assert (tuned.concurrency_limit, tuned.stream_interval) == (3, 0.25)
+        assert (default.concurrency_limit, default.stream_interval) == (1, 0.1)
 
     def test_reads_the_context_window_from_the_config(self, backend: LocalBackend):
         """max_position_embeddings wins over the tokenizer's (deliberately huge) model_max_length."""
@@ -136,45 +197,88 @@ class TestLoad:
 
 class TestStream:
     def test_streams_token_by_token(self, backend: LocalBackend):
-        """With no batching interval, every token is its own piece (one word per token here)."""
-        unbatched = LocalBackend(backend.loaded, piece_interval=0)
-        pieces = collect(unbatched, conversation(), GREEDY)
-        assert len(pieces) == GREEDY.max_tokens
-        assert all(len(piece.split()) == 1 for piece in pieces)
+        """With no batching interval, every token is its own text Delta (one word per token here), and a last
+        Delta says the reply stopped at max_tokens."""
+        deltas = collect(LocalBackend(backend.loaded, piece_interval=0), chat())
+        assert len(deltas) == GREEDY.max_tokens + 1
+        assert deltas[-1] == Delta(finish_reason="length")
+        assert all(len(delta.text.split()) == 1 for delta in deltas[:-1])
+        assert all((delta.thinking, delta.finish_reason) == ("", None) for delta in deltas[:-1])
 
     def test_batches_fast_tokens_but_sends_the_first_at_once(self, backend: LocalBackend):
         """By default tokens faster than 20 ms are joined, except the first, which is not kept waiting."""
-        params = GenerationParams(temperature=0, max_tokens=100)
-        pieces = collect(backend, conversation(), params)
-        assert 1 < len(pieces) < params.max_tokens
-        assert len(pieces[0].split()) == 1
-        assert "".join(pieces) == "".join(
-            collect(LocalBackend(backend.loaded, piece_interval=0), conversation(), params)
-        )
+        request = chat(params=GenerationParams(temperature=0, max_tokens=100))
+        deltas = collect(backend, request)
+        assert 1 < len(deltas) - 1 < request.params.max_tokens
+        assert len(deltas[0].text.split()) == 1
+        assert text_of(deltas) == text_of(collect(LocalBackend(backend.loaded, piece_interval=0), request))
 
     def test_greedy_equals_generate(self, backend: LocalBackend):
         """At temperature 0 the streamed text is exactly what greedy `model.generate` decodes to."""
-        pieces = collect(backend, conversation(), GREEDY)
+        deltas = collect(backend, chat())
         expected = direct_greedy(backend, conversation(), GREEDY.max_tokens)
         assert expected.strip()
-        assert "".join(pieces) == expected
+        assert text_of(deltas) == expected
+        assert deltas[-1] == Delta(finish_reason="length")
 
     def test_max_tokens_is_max_new_tokens(self, backend: LocalBackend):
         """max_tokens counts new tokens only (one word per token with this tokenizer)."""
-        text = "".join(collect(backend, conversation(), GenerationParams(temperature=0, max_tokens=7)))
-        assert len(text.split()) == 7
+        deltas = collect(backend, chat(params=GenerationParams(temperature=0, max_tokens=7)))
+        assert len(text_of(deltas).split()) == 7
+        assert deltas[-1] == Delta(finish_reason="length")
+
+    def test_a_reply_that_ends_by_itself_stops(self, early_stop: tuple[LocalBackend, str]):
+        """A reply that reaches an end token before max_tokens ends with finish_reason "stop"."""
+        stopping, expected = early_stop
+        deltas = collect(stopping, chat())
+        assert text_of(deltas) == expected
+        assert 0 < len(expected.split()) < GREEDY.max_tokens
+        assert deltas[-1] == Delta(finish_reason="stop")
 
     def test_sampling_streams_text(self, backend: LocalBackend):
         """A temperature above 0 samples, and still streams words of the vocabulary."""
-        text = "".join(collect(backend, conversation(), GenerationParams(temperature=1.5, max_tokens=20)))
+        deltas = collect(backend, chat(params=GenerationParams(temperature=1.5, max_tokens=20)))
         vocabulary = backend.loaded.tokenizer.get_vocab()
-        assert text.split()
-        assert all(word in vocabulary for word in text.split())
+        assert text_of(deltas).split()
+        assert all(word in vocabulary for word in text_of(deltas).split())
+        assert deltas[-1].finish_reason in ("length", "stop")
+
+    def test_only_the_last_delta_ends_the_reply(self, backend: LocalBackend):
+        """Exactly one Delta carries a finish_reason, and it carries no text."""
+        deltas = collect(backend, chat())
+        assert [delta.finish_reason is not None for delta in deltas] == [False] * (len(deltas) - 1) + [True]
+        assert deltas[-1].text == ""
 
     def test_over_the_context_without_fit_is_a_backend_error(self, backend: LocalBackend):
-        """A caller that skips fit() and overflows the context gets a BackendRequestError, not a crash."""
-        with pytest.raises(BackendRequestError, match="context window"):
-            collect(backend, conversation("the " * 400), GREEDY)
+        """A caller that skips fit() and overflows the context gets a BackendRequestError, not a crash; the
+        threads end, and the slot is free for the next reply."""
+        request = chat("the " * 400)
+        deltas, error = collect_failing(backend, request)
+        assert deltas == []
+        assert type(error) is BackendRequestError
+        assert str(error) == (
+            f"The conversation is {backend.count_tokens(request.messages):,} tokens, and the model's context "
+            "window is 256: start a new conversation."
+        )
+        assert live_threads() == []
+        assert collect(backend, chat())[-1] == Delta(finish_reason="length")
+
+    def test_without_fit_the_reply_ends_at_the_window(self, backend: LocalBackend):
+        """A caller that skips fit() gets the tokens that still fit, and finish_reason "length"."""
+        request = chat("the " * 233)
+        room = backend.loaded.context_window - backend.count_tokens(request.messages)
+        assert room == 10  # fewer than GREEDY.max_tokens
+        deltas = collect(backend, request)
+        assert len(text_of(deltas).split()) == room
+        assert deltas[-1] == Delta(finish_reason="length")
+
+    def test_a_failure_inside_generate_is_a_backend_error(self, backend: LocalBackend):
+        """generate raising (here on a negative temperature, which the chat layer never lets through) becomes
+        a BackendError naming its type only, and both threads end."""
+        deltas, error = collect_failing(backend, chat(params=GenerationParams(temperature=-1.0, max_tokens=5)))
+        assert deltas == []
+        assert type(error) is BackendError
+        assert str(error) == "The local model failed while writing the reply (ValueError). Try again."
         assert live_threads() == []
 
     def test_generating_function_is_a_sync_generator(self, backend: LocalBackend):
@@ -183,17 +287,18 @@ class TestStream:
         assert backend._generate_on_gpu == backend._generate
 
     def test_what_crosses_the_zerogpu_process_boundary_pickles(self):
-        """On ZeroGPU the arguments and every yielded value (errors included) are pickled between processes."""
-        for value in (
-            conversation(),
-            GREEDY,
-            "a piece",
+        """On ZeroGPU the arguments and every yielded value (errors and the finish included) are pickled between
+        processes."""
+        for value in (conversation(), GREEDY, "a piece", ("finish", "length"), ("finish", "stop")):
+            assert pickle.loads(pickle.dumps(value)) == value
+        for error in (
             BackendRequestError("too long"),
             BackendTimeoutError("silent for 60 s"),
+            BackendUnavailableError("out of memory"),
         ):
-            copy = pickle.loads(pickle.dumps(value))
-            assert type(copy) is type(value)
-            assert str(copy) == str(value)
+            copy = pickle.loads(pickle.dumps(error))
+            assert type(copy) is type(error)
+            assert str(copy) == str(error)
 
 
 class TestErrors:
@@ -209,29 +314,45 @@ class TestErrors:
         """CUDA out of memory becomes advice, not a traceback."""
         error = _as_backend_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
         assert isinstance(error, BackendUnavailableError)
-        assert "max_tokens" in str(error)
+        assert str(error) == (
+            "The local model ran out of GPU memory. Try a shorter conversation or a lower max_tokens."
+        )
 
     def test_anything_else_is_a_backend_error_without_internals(self):
         """An unexpected failure names its type only: its text may hold paths or tensor dumps."""
         error = _as_backend_error(RuntimeError("shape mismatch at /opt/venv/lib/python3.11/torch"))
         assert type(error) is BackendError
-        assert "RuntimeError" in str(error)
-        assert "/opt" not in str(error)
+        assert str(error) == "The local model failed while writing the reply (RuntimeError). Try again."
+
+    def test_a_silent_model_times_out(self, slow_dir: Path):
+        """A model that writes nothing for LLM_TIMEOUT (here: reading a long prompt) fails with a timeout that
+        names the setting, and its threads end."""
+        backend = LocalBackend.from_settings(Settings(local_model=str(slow_dir), llm_timeout=0.1))
+        request = chat("the " * 4000, GenerationParams(temperature=0, max_tokens=5))  # near the whole window
+        started = time.monotonic()
+        deltas, error = collect_failing(backend, request)
+        assert deltas == []
+        assert type(error) is BackendTimeoutError
+        assert str(error) == (
+            "The local model wrote nothing for 0.1 s (LLM_TIMEOUT). Try a shorter conversation or a lower "
+            "max_tokens, or raise LLM_TIMEOUT."
+        )
+        assert time.monotonic() - started < 10
+        assert live_threads() == []
 
 
 class TestStop:
     def test_closing_mid_stream_ends_generation_within_a_second(self, slow_dir: Path):
         """aclose() (Stop pressed, tab closed, job cancelled) ends both threads within a second."""
         backend = LocalBackend.from_settings(Settings(local_model=str(slow_dir)))
-        params = GenerationParams(temperature=0, max_tokens=4000)  # many seconds of work if not stopped
 
         async def run() -> float:
-            stream = backend.stream(conversation(), params)
+            stream = backend.stream(chat(params=LONG))
             for _ in range(3):
-                assert await stream.__anext__()
+                assert (await anext(stream)).text
             assert set(live_threads()) == THREAD_NAMES
             started = time.monotonic()
-            await stream.aclose()
+            await stream.aclose()  # type: ignore[attr-defined]
             return time.monotonic() - started
 
         assert asyncio.run(run()) < 1.0
@@ -240,14 +361,22 @@ class TestStop:
     def test_cancelled_chat_task_ends_generation(self, slow_dir: Path):
         """Cancelling the task that reads the chat's stream (as Gradio does) stops the generation too."""
         backend = LocalBackend.from_settings(Settings(local_model=str(slow_dir)))
-        settings = Settings(max_tokens_cap=4000)
-        request = prepare_chat(backend, "tell me a story", [], temperature=0, max_tokens=4000, settings=settings)
+        prepared = prepare_chat(
+            backend,
+            "tell me a story",
+            [],
+            system_prompt=SYSTEM,
+            params=LONG,
+            model=None,
+            api_key=None,
+            settings=Settings(),
+        )
         seen: list[str] = []
 
         async def read() -> None:
-            async with aclosing(stream_reply(backend, request)) as replies:
-                async for text in replies:
-                    seen.append(text)
+            async with aclosing(stream_reply(backend, prepared.request)) as replies:
+                async for reply in replies:
+                    seen.append(reply.text)
 
         async def run() -> float:
             task = asyncio.create_task(read())
@@ -264,34 +393,57 @@ class TestStop:
 
         assert asyncio.run(run()) < 1.0
         assert live_threads() == []
+        assert seen[0]
         assert seen[-1].startswith(seen[0])
 
     def test_concurrency_limit_queues_the_second_reply(self, slow_dir: Path):
-        """With LOCAL_CONCURRENCY=1 a second reply waits for the first, and leaving while waiting is clean."""
+        """With LOCAL_CONCURRENCY=1 a second reply waits for the first, and leaving while waiting is clean: the
+        slot is free again afterwards."""
         backend = LocalBackend.from_settings(Settings(local_model=str(slow_dir), local_concurrency=1))
-        params = GenerationParams(temperature=0, max_tokens=4000)
 
-        async def run() -> None:
-            first = backend.stream(conversation(), params)
-            assert await first.__anext__()
-            second = backend.stream(conversation(), params)
-            waiting = asyncio.create_task(second.__anext__())
+        async def run() -> list[Delta]:
+            first = backend.stream(chat(params=LONG))
+            assert (await anext(first)).text
+            second = backend.stream(chat(params=LONG))
+            waiting = asyncio.create_task(anext(second))
             done, _ = await asyncio.wait({waiting}, timeout=0.5)
             assert not done  # still waiting for the slot
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiting
-            await second.aclose()
-            await first.aclose()
+            await second.aclose()  # type: ignore[attr-defined]
+            await first.aclose()  # type: ignore[attr-defined]
+            return [delta async for delta in backend.stream(chat(params=GenerationParams(0, 3)))]
+
+        deltas = asyncio.run(run())
+        assert len(text_of(deltas).split()) == 3
+        assert deltas[-1] == Delta(finish_reason="length")
+        assert live_threads() == []
+
+    def test_two_slots_stream_two_replies_at_once(self, slow_dir: Path):
+        """With LOCAL_CONCURRENCY=2 a second reply streams while the first is still open."""
+        backend = LocalBackend.from_settings(Settings(local_model=str(slow_dir), local_concurrency=2))
+
+        async def run() -> None:
+            first = backend.stream(chat(params=LONG))
+            second = backend.stream(chat(params=LONG))
+            try:
+                assert (await anext(first)).text
+                assert (await asyncio.wait_for(anext(second), timeout=10)).text
+                assert (await anext(first)).text
+            finally:
+                await second.aclose()  # type: ignore[attr-defined]
+                await first.aclose()  # type: ignore[attr-defined]
 
         asyncio.run(run())
+        wait_for_threads(time.monotonic() + 1.0)
         assert live_threads() == []
 
 
 class TestFit:
     @staticmethod
     def long_conversation(pairs: int) -> list[Message]:
-        messages: list[Message] = [{"role": "system", "content": "you are a helpful assistant"}]
+        messages: list[Message] = [{"role": "system", "content": SYSTEM}]
         for i in range(pairs):
             messages.append({"role": "user", "content": f"tell me a story about {'the sea ' * (i % 3 + 1)}"})
             messages.append({"role": "assistant", "content": "the quick brown fox jumps over the lazy dog"})
@@ -299,8 +451,12 @@ class TestFit:
         return messages
 
     def test_short_conversation_is_untouched(self, backend: LocalBackend):
-        """A conversation that fits comes back as it was, with nothing dropped."""
-        assert backend.fit(conversation(), GREEDY) == (conversation(), 0)
+        """A conversation that fits comes back as it was: the very same request, nothing dropped."""
+        request = chat()
+        fitted, dropped = backend.fit(request)
+        assert fitted is request
+        assert dropped == 0
+        assert backend.fit_messages(conversation(), GREEDY) == (conversation(), 0)
 
     def test_drops_the_oldest_pairs_to_fit(self, backend: LocalBackend):
         """The system message and the newest message stay; the oldest exchanges go, and no more than needed."""
@@ -308,7 +464,7 @@ class TestFit:
         params = GenerationParams(temperature=0, max_tokens=50)
         window = backend.loaded.context_window
         assert backend.count_tokens(messages) + 50 > window
-        fitted, dropped = backend.fit(messages, params)
+        fitted, dropped = backend.fit_messages(messages, params)
         assert fitted[0] == messages[0]
         assert fitted[-1] == messages[-1]
         assert fitted[1]["role"] == "user"
@@ -319,32 +475,54 @@ class TestFit:
         one_more = [messages[0], *messages[dropped - 1 :]]
         assert backend.count_tokens(one_more) + 50 > window
 
+    def test_fit_keeps_the_rest_of_the_request(self, backend: LocalBackend):
+        """fit() trims the messages only: the parameters, model and credentials of the request stay."""
+        params = GenerationParams(temperature=0.3, max_tokens=50)
+        request = ChatRequest(self.long_conversation(20), params, model="picked", api_key="visitor-token")
+        fitted, dropped = backend.fit(request)
+        messages, expected_dropped = backend.fit_messages(request.messages, params)
+        assert dropped == expected_dropped > 0
+        assert fitted == dataclasses.replace(request, messages=messages)
+        assert (fitted.params, fitted.model, fitted.api_key) == (params, "picked", "visitor-token")
+
     def test_a_leading_greeting_goes_with_the_first_exchange(self, backend: LocalBackend):
         """History may start with an assistant greeting; the kept history still starts with a user message."""
         messages = self.long_conversation(20)
         messages.insert(1, {"role": "assistant", "content": "hello"})
-        fitted, dropped = backend.fit(messages, GenerationParams(temperature=0, max_tokens=50))
+        fitted, dropped = backend.fit_messages(messages, GenerationParams(temperature=0, max_tokens=50))
         assert fitted[1]["role"] == "user"
         assert dropped % 2 == 1
 
     def test_message_too_long_for_the_window(self, backend: LocalBackend):
         """When even the newest message cannot fit, the error gives its size and the limit, in tokens."""
-        messages = conversation("the " * 300)
         with pytest.raises(ValidationError, match=r"^message: is \d+ tokens, but at most \d+ fit") as caught:
-            backend.fit(messages, GREEDY)
+            backend.fit(chat("the " * 300))
         assert caught.value.field == "message"
         assert "context window is 256 tokens" in str(caught.value)
 
     def test_max_tokens_must_leave_room(self, backend: LocalBackend):
         """max_tokens as large as the whole window leaves no room for the conversation."""
         with pytest.raises(ValidationError, match="max_tokens") as caught:
-            backend.fit(conversation(), GenerationParams(temperature=0, max_tokens=256))
+            backend.fit(chat(params=GenerationParams(temperature=0, max_tokens=256)))
         assert caught.value.field == "max_tokens"
 
     def test_prepare_chat_reports_what_was_dropped(self, backend: LocalBackend):
-        """Through the chat layer, the dropped count reaches the request so the UI can say so."""
-        history = [{"role": m["role"], "content": m["content"]} for m in self.long_conversation(20)[1:-1]]
-        request = prepare_chat(backend, "why is the sky blue", history, max_tokens=50, settings=Settings())
-        assert request.dropped > 0
-        assert backend.count_tokens(request.messages) + 50 <= backend.loaded.context_window
-        assert "".join(collect(backend, request.messages, request.params)).strip()
+        """Through the chat layer, the dropped count reaches the prepared chat so the UI can say so."""
+        messages = self.long_conversation(20)
+        history = [Turn(role=m["role"], text=m["content"]) for m in messages[1:-1]]
+        params = GenerationParams(temperature=0, max_tokens=50)
+        prepared = prepare_chat(
+            backend,
+            messages[-1]["content"],
+            history,
+            system_prompt=SYSTEM,
+            params=params,
+            model=None,
+            api_key=None,
+            settings=Settings(),
+        )
+        fitted, dropped = backend.fit_messages(messages, params)
+        assert prepared.dropped == dropped > 0
+        assert list(prepared.request.messages) == fitted
+        assert backend.count_tokens(prepared.request.messages) + 50 <= backend.loaded.context_window
+        assert text_of(collect(backend, prepared.request)).strip()

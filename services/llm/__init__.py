@@ -1,79 +1,95 @@
-"""Chooses the chat backend from the settings: an OpenAI-compatible server, or the local model."""
+"""Chooses the chat backends from the settings: an OpenAI-compatible server, or the local model."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 from services.config import Settings
 from services.errors import BackendNotConfiguredError, ConfigError
-from services.llm.base import ChatBackend, GenerationParams, Message
-from services.llm.openai_backend import OpenAIBackend
+from services.llm.base import BackendName, BackendStatus, ChatBackend, ChatRequest, Delta, GenerationParams, Message
+from services.llm.openai_backend import OpenAIBackend, endpoint_from_settings
+from services.redact import Scrubber
 
-__all__ = ["ChatBackend", "GenerationParams", "Message", "UnavailableBackend", "create_backend"]
+__all__ = [
+    "BackendName",
+    "BackendStatus",
+    "ChatBackend",
+    "ChatRequest",
+    "Delta",
+    "GenerationParams",
+    "Message",
+    "UnavailableBackend",
+    "create_backend",
+    "create_local_backend",
+]
 
 logger = logging.getLogger(__name__)
 
 _WHAT_TO_SET = (
     "Set OPENAI_API_KEY (OpenAI), HF_TOKEN (Hugging Face's router), or OPENAI_BASE_URL (any OpenAI-compatible "
-    "server, such as Ollama or vLLM) as a secret or variable of the Space, then restart it."
+    "server, such as Ollama or vLLM): on a Space as a secret or variable in its Settings, on your machine in the "
+    "environment; then restart."
 )
 
 
 class UnavailableBackend:
     """Stands in when no backend can run, so the rest of the Space works and the chat says what to set."""
 
-    name = "none"
-    model = "not configured"
+    name: BackendName = "none"
+    stream_interval = 0.0
+    concurrency_limit: int | None = None
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def fit(self, messages: Sequence[Message], params: GenerationParams) -> tuple[list[Message], int]:
-        return list(messages), 0
+    def status(self) -> BackendStatus:
+        return BackendStatus("none", "not configured", "")
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
+    def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]:
+        return request, 0
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         raise BackendNotConfiguredError(self.reason)
-        yield ""  # pragma: no cover - makes this an async generator like the real backends
+        yield Delta()  # pragma: no cover - makes this an async generator like the real backends
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
 
 
-def _local_backend(settings: Settings) -> ChatBackend | None:
-    """The transformers backend, or None when its packages are not installed."""
+def create_local_backend(settings: Settings) -> ChatBackend:
+    """The transformers backend, loaded now; `ConfigError` naming LOCAL_MODEL when it cannot be used here."""
     try:
         from services.llm.local_backend import LocalBackend
     except ImportError as e:
-        logger.warning("Local backend unavailable: %s", e)
-        return None
+        raise ConfigError(
+            "LOCAL_MODEL", f"cannot run here: {e} (pip install -r requirements.txt installs transformers and torch)."
+        ) from None
     return LocalBackend.from_settings(settings)
 
 
-def create_backend(settings: Settings) -> ChatBackend:
-    """`LLM_BACKEND=auto` takes the OpenAI-compatible server when one is configured, else the local model.
+def create_backend(settings: Settings, scrubber: Scrubber) -> ChatBackend:
+    """The owner's backend. `LLM_BACKEND=auto` takes the OpenAI-compatible server when one is configured, else the
+    local model.
 
-    An explicit choice that cannot be honoured is a `ConfigError` (start-up stops); `auto` with nothing
-    usable gives an `UnavailableBackend` whose chat error says what to set.
+    An explicit choice that cannot be honoured is a `ConfigError` (start-up stops); `auto` with nothing usable
+    gives an `UnavailableBackend` whose chat error says what was tried, why it failed, and what to set.
     """
     if settings.llm_backend in ("auto", "openai"):
-        remote = OpenAIBackend.from_settings(settings)
-        if remote is not None:
-            return remote
+        endpoint = endpoint_from_settings(settings)
+        if endpoint is not None:
+            return OpenAIBackend.from_settings(settings, endpoint, scrubber)
         if settings.llm_backend == "openai":
             raise ConfigError("LLM_BACKEND", f"is 'openai' but no endpoint is configured. {_WHAT_TO_SET}")
     if settings.llm_backend == "local":
-        local = _local_backend(settings)
-        if local is None:
-            raise ConfigError(
-                "LLM_BACKEND",
-                "is 'local' but transformers and torch are not installed (pip install -r requirements.txt).",
-            )
-        return local
-    # auto, with no server configured: the local model, or, when it cannot load here (no weights, no internet,
-    # no torch), a stand-in so the tools still work and the chat says what to set.
+        return create_local_backend(settings)
+    # auto, with no server configured: the local model, or, when it cannot load here (no weights, no network to
+    # the Hub, no torch), a stand-in so that the tools still work and the chat says what to set.
     try:
-        local = _local_backend(settings)
+        return create_local_backend(settings)
     except ConfigError as error:
-        logger.warning("No model server configured, and the local model could not load: %s", error)
-        return UnavailableBackend(f"No model server is configured and the local model could not load. {_WHAT_TO_SET}")
-    if local is None:
-        return UnavailableBackend(f"No language model is configured. {_WHAT_TO_SET}")
-    return local
+        logger.warning("No model server is configured, and the local model could not load: %s", error)
+        return UnavailableBackend(
+            f"No model server is configured, and the local model ({settings.local_model}) could not load: "
+            f"{error}. {_WHAT_TO_SET}"
+        )

@@ -1,14 +1,16 @@
-"""The one interface every backend implements: messages and parameters in, text pieces out."""
+"""The one interface every backend implements: a request in, pieces of the reply (answer and thinking) out."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict
 
-__all__ = ["ChatBackend", "GenerationParams", "Message", "Role"]
+__all__ = ["BackendName", "BackendStatus", "ChatBackend", "ChatRequest", "Delta", "GenerationParams", "Message", "Role"]
 
 Role = Literal["system", "user", "assistant"]
+# "none" is the stand-in that answers every chat with what to configure.
+BackendName = Literal["openai", "local", "none"]
 
 
 class Message(TypedDict):
@@ -26,18 +28,56 @@ class GenerationParams:
     max_tokens: int
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """Everything one reply needs: what to answer, how, with which model, and on whose credentials.
+
+    `model` None takes the backend's default. `api_key` None uses the backend's own key; a signed-in visitor's
+    token travels here, per request, so one shared client serves every visitor.
+    """
+
+    messages: Sequence[Message]
+    params: GenerationParams
+    model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the reply: new answer text, new thinking text, and, on the last piece, why it ended."""
+
+    text: str = ""
+    thinking: str = ""
+    finish_reason: str | None = None  # "stop", "length", ... as the server says; None until the end
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What the page's status line says of a backend: what it is, the model that answers, and where it runs."""
+
+    backend: BackendName
+    model: str  # the default model as people know it (an id, a path), or what will pick it
+    where: str  # scheme://host[:port] of a server, or the device of the local model; "" when nothing runs
+
+
 class ChatBackend(Protocol):
     """A language model that streams a reply.
 
-    `stream` yields the reply's new text pieces (not the text so far) and raises a `BackendError` when it
-    fails. Closing the iterator early (a user pressed Stop) must release the backend's work promptly.
+    `stream` yields the reply's new pieces (not the text so far) and raises a `BackendError` when it fails;
+    closing the iterator early (a user pressed Stop) must release the backend's work promptly. `fit` trims a
+    request to the model's context window (returning how many messages it left out), or raises
+    `ValidationError` when even the last message cannot fit.
     """
 
-    name: str  # "openai" or "local": shown in the UI's status line
+    name: BackendName
+    # Seconds between two streamed updates to a client, and replies that may stream at once (None: no limit).
+    stream_interval: float
+    concurrency_limit: int | None
 
-    @property
-    def model(self) -> str:
-        """The model that answers, as people know it (an id, a path, or a description)."""
-        ...
+    def status(self) -> BackendStatus: ...
 
-    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]: ...
+    def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
+
+    async def aclose(self) -> None: ...

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import math
 import queue
@@ -66,7 +67,7 @@ from services.errors import (
     ServiceError,
     ValidationError,
 )
-from services.llm.base import GenerationParams, Message
+from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message
 
 __all__ = ["LoadedModel", "LocalBackend", "load_model"]
 
@@ -150,7 +151,9 @@ def _load(name: str) -> LoadedModel:
             f"such as {DEFAULT_LOCAL_MODEL}.",
         )
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, output_loading_info=True)
+        loaded: Any = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, output_loading_info=True)
+        model: PreTrainedModel = loaded[0]
+        info: dict[str, list[str]] = loaded[1]
     except (OSError, ValueError, KeyError) as e:
         # ValueError: the config is not a causal LM (a seq2seq or vision model), or needs trust_remote_code,
         # which this Space never enables: it would run code from the model repository.
@@ -163,7 +166,7 @@ def _load(name: str) -> LoadedModel:
             f"{name!r} is not a causal language model checkpoint: {len(missing)} weights are missing "
             f"(such as {missing[0]!r}).",
         )
-    model.to(device).eval()
+    model.to(device).eval()  # type: ignore[arg-type]  # transformers types `to` for dtypes only
     context = _context_window(model, tokenizer)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     logger.info(
@@ -238,16 +241,19 @@ class _BatchingStreamer(TextIteratorStreamer):
         self._waiting: list[int] = []
         self._handed_at = -math.inf
         self._shown = False
+        self.generated = 0  # tokens written after the prompt, to tell a reply cut at max_new_tokens
 
     def put(self, value: torch.Tensor) -> None:
         if self.skip_prompt and self.next_tokens_are_prompt:
-            super().put(value)  # the prompt: the parent only notes that it has gone by
+            super().put(value)  # type: ignore[no-untyped-call]  # the prompt: the parent notes it has gone by
             return
         if value.dim() > 1:
             if value.shape[0] > 1:
                 raise ValueError("_BatchingStreamer only supports batch size 1")
             value = value[0]
-        self._waiting.extend(value.tolist())
+        tokens = value.tolist()
+        self.generated += len(tokens)
+        self._waiting.extend(tokens)
         now = time.monotonic()
         if not self._shown or now - self._handed_at >= self._interval:
             self._hand_over()
@@ -255,11 +261,11 @@ class _BatchingStreamer(TextIteratorStreamer):
 
     def end(self) -> None:
         self._hand_over()
-        super().end()
+        super().end()  # type: ignore[no-untyped-call]
 
     def _hand_over(self) -> None:
         if self._waiting:
-            super().put(torch.tensor(self._waiting))
+            super().put(torch.tensor(self._waiting))  # type: ignore[no-untyped-call]
             self._waiting.clear()
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
@@ -302,7 +308,7 @@ def _as_backend_error(error: Exception) -> BackendError:
 class LocalBackend:
     """Streams replies from a transformers model loaded in this process (on ZeroGPU, on a leased GPU)."""
 
-    name = "local"
+    name: BackendName = "local"
 
     def __init__(
         self,
@@ -312,6 +318,7 @@ class LocalBackend:
         gpu_duration: int = 60,
         timeout: float = 60.0,
         piece_interval: float = _PIECE_INTERVAL_SECONDS,
+        stream_interval: float = 0.1,
     ) -> None:
         """
         Args:
@@ -320,8 +327,12 @@ class LocalBackend:
             gpu_duration: seconds of ZeroGPU lease asked for per reply (LOCAL_GPU_DURATION).
             timeout: seconds without a new token before a reply fails (LLM_TIMEOUT).
             piece_interval: text is handed over at most once per this many seconds; 0 gives every token.
+            stream_interval: seconds between two updates sent to a client (STREAM_INTERVAL_MS).
         """
         self.loaded = loaded
+        self.stream_interval = stream_interval
+        # The page's replies, /chat and the MCP tool share this limit (one concurrency group in the queue).
+        self.concurrency_limit: int | None = concurrency
         self._timeout = timeout
         self._piece_interval = piece_interval
         # Generations running at once (LOCAL_CONCURRENCY). Each one already uses every CPU core, or the GPU;
@@ -339,11 +350,14 @@ class LocalBackend:
             concurrency=settings.local_concurrency,
             gpu_duration=settings.local_gpu_duration,
             timeout=settings.llm_timeout,
+            stream_interval=settings.stream_interval_for("local"),
         )
 
-    @property
-    def model(self) -> str:
-        return self.loaded.name
+    def status(self) -> BackendStatus:
+        return BackendStatus("local", self.loaded.name, self.loaded.device)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the model stays loaded for the life of the process."""
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens of the prompt the model would read: the chat template applied, with the assistant's cue."""
@@ -352,14 +366,21 @@ class LocalBackend:
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         tokenizer = self.loaded.tokenizer
         try:
-            prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+            conversation = [{"role": message["role"], "content": message["content"]} for message in messages]
+            prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         except TemplateError as e:
             # Some templates reject a conversation shape, e.g. "System role not supported".
             raise BackendRequestError(f"The local model's chat template rejected the conversation: {e}") from e
         # The template already writes the special tokens (BOS and the like): adding them again would double them.
-        return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids: list[int] = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return ids
 
-    def fit(self, messages: Sequence[Message], params: GenerationParams) -> tuple[list[Message], int]:
+    def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]:
+        """The request with its oldest turns dropped until prompt tokens + max_tokens fit the context window."""
+        messages, dropped = self.fit_messages(request.messages, request.params)
+        return (dataclasses.replace(request, messages=messages) if dropped else request), dropped
+
+    def fit_messages(self, messages: Sequence[Message], params: GenerationParams) -> tuple[list[Message], int]:
         """Drop the oldest turns until prompt tokens + max_tokens fit the context window.
 
         Keeps the system message (when first) and the last message; drops whole user/assistant exchanges,
@@ -415,7 +436,8 @@ class LocalBackend:
             f"{system_note}. Shorten the message or lower max_tokens.",
         )
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        messages, params = list(request.messages), request.params
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -424,7 +446,7 @@ class LocalBackend:
         context = contextvars.copy_context()
         driver = threading.Thread(
             target=context.run,
-            args=(self._drive, list(messages), params, loop, pieces, stop),
+            args=(self._drive, messages, params, loop, pieces, stop),
             name="local-stream",
             daemon=True,
         )
@@ -433,10 +455,11 @@ class LocalBackend:
             while True:
                 kind, value = await pieces.get()
                 if kind == "piece":
-                    yield value
+                    yield Delta(text=value)
                 elif kind == "error":
                     raise value
                 else:
+                    yield Delta(finish_reason=value)
                     return
         finally:
             # Runs on normal end, on error, and when the consumer closes us early (aclose, GeneratorExit,
@@ -475,15 +498,18 @@ class LocalBackend:
                     if isinstance(item, BackendError):
                         outcome = ("error", item)
                         break
+                    if isinstance(item, tuple):
+                        outcome = ("end", item[1])  # ("finish", reason): the last item
+                        break
                     if item:
                         send("piece", item)
                 else:
-                    outcome = ("end", None)
+                    outcome = ("end", "stop")
             finally:
                 # Ends the generation; on ZeroGPU, also tells the worker to stop, and returns once it has.
                 generator.close()
             if stop.is_set():
-                outcome = ("end", None)  # the consumer left; nobody reads this
+                outcome = ("end", "stop")  # the consumer left; nobody reads this
         except ServiceError as e:
             outcome = ("error", e)
         except Exception as e:
@@ -497,8 +523,11 @@ class LocalBackend:
             self._slots.release()
             send(*outcome)
 
-    def _generate(self, messages: list[Message], params: GenerationParams) -> Iterator[str | BackendError]:
-        """Yield the reply's text pieces, and "" while the model is silent; runs inside the GPU lease.
+    def _generate(
+        self, messages: list[Message], params: GenerationParams
+    ) -> Iterator[str | BackendError | tuple[str, str]]:
+        """Yield the reply's text pieces, "" while the model is silent, and last ("finish", reason); runs inside
+        the GPU lease.
 
         A failure is yielded, not raised: on ZeroGPU an exception raised in the worker reaches the main process
         as its class name only (wrappers.py, `exception_result` and `error("ZeroGPU worker error",
@@ -531,7 +560,7 @@ class LocalBackend:
             "input_ids": input_ids,
             "attention_mask": torch.ones_like(input_ids),
             # `fit` has made room for max_tokens; a caller that skipped it gets what still fits.
-            "max_new_tokens": min(params.max_tokens, room),
+            "max_new_tokens": (max_new_tokens := min(params.max_tokens, room)),
             "pad_token_id": loaded.pad_token_id,
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_StopOnEvent(stop, device=input_ids.device)]),
@@ -541,7 +570,8 @@ class LocalBackend:
 
         def run() -> None:
             try:
-                loaded.model.generate(**arguments)
+                generate: Any = loaded.model.generate
+                generate(**arguments)
             except Exception as e:
                 failures.append(e)
 
@@ -575,3 +605,5 @@ class LocalBackend:
         if failures:
             logger.error("Local generation failed", exc_info=failures[0])
             yield _as_backend_error(failures[0])
+            return
+        yield ("finish", "length" if streamer.generated >= max_new_tokens else "stop")

@@ -7,8 +7,9 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -17,7 +18,7 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
-from services.config import DEFAULT_HF_ROUTER_MODEL, DEFAULT_OPENAI_MODEL, HF_ROUTER_URL, Settings
+from services.config import DEFAULT_HF_ROUTER_MODEL, DEFAULT_OPENAI_MODEL, Settings
 from services.errors import (
     BackendAuthError,
     BackendError,
@@ -27,9 +28,10 @@ from services.errors import (
     BackendUnavailableError,
     StreamInterruptedError,
 )
-from services.llm.base import GenerationParams, Message
+from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta
+from services.redact import Scrubber, shorten
 
-__all__ = ["OpenAIBackend", "OpenAIEndpoint", "endpoint_from_settings"]
+__all__ = ["OpenAIBackend", "OpenAIEndpoint", "endpoint_from_settings", "is_hf_host", "router_endpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +51,79 @@ _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     aiohttp.ClientError,
     asyncio.TimeoutError,
 )
+# What can end a stream early: the transport, a chunk that cannot be read (ValueError, which
+# _UnreadableChunk is), an error event from the server.
+# The delta fields servers stream a reasoning model's thinking in: vLLM, Ollama's /v1 and OpenRouter;
+# DeepSeek-style providers and older vLLM; and some others.
+_THINKING_FIELDS = ("reasoning", "reasoning_content", "reasoning_text")
 
 
 class _StreamErrorEvent(Exception):
     """An `error` object inside the SSE stream, as some servers send when they fail after the first token."""
 
 
+class _UnreadableChunk(ValueError):
+    """A chunk that is not the shape the chat completions protocol gives it."""
+
+
 @dataclass(frozen=True)
 class OpenAIEndpoint:
-    """Where to send chat requests, with what key, for which model (None: ask the server)."""
+    """Where to send chat requests, with what key, for which models (empty: ask the server)."""
 
     base_url: str | None  # None: the openai package's default, api.openai.com
     api_key: str = field(repr=False)
-    model: str | None
-    key_source: str  # which variable the key came from, for messages: "OPENAI_API_KEY", "HF_TOKEN", or ""
+    models: tuple[str, ...]
+    # What to check when the server rejects the credentials, in words for the person who can fix it.
+    key_hint: str
+
+
+def is_hf_host(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return any(host == suffix[1:] or host.endswith(suffix) for suffix in _HF_HOST_SUFFIXES)
+
+
+def _models(settings: Settings, default: str | None) -> tuple[str, ...]:
+    if settings.llm_models:
+        return settings.llm_models
+    if settings.llm_model:
+        return (settings.llm_model,)
+    return (default,) if default else ()
+
+
+def endpoint_from_settings(settings: Settings) -> OpenAIEndpoint | None:
+    """The owner's OpenAI-compatible endpoint the settings describe, or None when nothing is configured.
+
+    Rules, in order: OPENAI_API_KEY (with OPENAI_BASE_URL when set); OPENAI_BASE_URL alone (a local server
+    needing no key, or a Hugging Face host with HF_TOKEN); HF_TOKEN alone, through the Hugging Face router.
+    """
+    if settings.openai_api_key:
+        models = _models(settings, None if settings.openai_base_url else DEFAULT_OPENAI_MODEL)
+        return OpenAIEndpoint(settings.openai_base_url, settings.openai_api_key, models, "the OPENAI_API_KEY secret")
+    if settings.openai_base_url:
+        if settings.hf_token and is_hf_host(settings.openai_base_url):
+            return OpenAIEndpoint(
+                settings.openai_base_url, settings.hf_token, _models(settings, None), "the HF_TOKEN secret"
+            )
+        return OpenAIEndpoint(
+            settings.openai_base_url, _NO_KEY, _models(settings, None), "the server's key (OPENAI_API_KEY)"
+        )
+    if settings.hf_token:
+        return OpenAIEndpoint(
+            settings.hf_router_url, settings.hf_token, _models(settings, DEFAULT_HF_ROUTER_MODEL), "the HF_TOKEN secret"
+        )
+    return None
+
+
+def router_endpoint(settings: Settings, owner: OpenAIEndpoint | None) -> OpenAIEndpoint:
+    """The router that signed-in visitors chat through, on their own token (given per request)."""
+    same_router = owner is not None and (owner.base_url or "").rstrip("/") == settings.hf_router_url
+    models = settings.hf_router_models or (owner.models if same_router and owner and owner.models else ())
+    return OpenAIEndpoint(
+        settings.hf_router_url,
+        _NO_KEY,  # never used: every request carries the visitor's token
+        models or (DEFAULT_HF_ROUTER_MODEL,),
+        "your Hugging Face sign-in (sign out and in again; the token needs the inference-api scope)",
+    )
 
 
 def _is_timeout(error: BaseException) -> bool:
@@ -76,29 +137,51 @@ def _is_timeout(error: BaseException) -> bool:
     return isinstance(error, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError, asyncio.TimeoutError))
 
 
-def _is_hf_host(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return any(host == suffix[1:] or host.endswith(suffix) for suffix in _HF_HOST_SUFFIXES)
+def _error_text(error: object) -> str:
+    """The message of an `error` value as servers send it: an object with `message`, or a plain string."""
+    if isinstance(error, Mapping):
+        message = error.get("message")
+        return message if isinstance(message, str) else ""
+    return error if isinstance(error, str) else ""
 
 
-def endpoint_from_settings(settings: Settings) -> OpenAIEndpoint | None:
-    """The OpenAI-compatible endpoint the settings describe, or None when nothing is configured.
+def _read_chunk(data: str) -> tuple[str, str, str | None]:
+    """(answer text, thinking text, finish_reason) of one `data:` line; raises on any shape the protocol lacks.
 
-    Rules, in order: OPENAI_API_KEY (with OPENAI_BASE_URL when set); OPENAI_BASE_URL alone (a local server
-    needing no key, or a Hugging Face host with HF_TOKEN); HF_TOKEN alone, through the Hugging Face router.
+    Guards as the openai SDK's own stream reader has them (`_streaming.py`): an `error` object is the server
+    failing, never reply text; and every value is checked for its type before it is used.
     """
-    if settings.openai_api_key:
-        model = settings.llm_model or (None if settings.openai_base_url else DEFAULT_OPENAI_MODEL)
-        return OpenAIEndpoint(settings.openai_base_url, settings.openai_api_key, model, "OPENAI_API_KEY")
-    if settings.openai_base_url:
-        if settings.hf_token and _is_hf_host(settings.openai_base_url):
-            return OpenAIEndpoint(settings.openai_base_url, settings.hf_token, settings.llm_model, "HF_TOKEN")
-        return OpenAIEndpoint(settings.openai_base_url, _NO_KEY, settings.llm_model, "")
-    if settings.hf_token:
-        return OpenAIEndpoint(
-            HF_ROUTER_URL, settings.hf_token, settings.llm_model or DEFAULT_HF_ROUTER_MODEL, "HF_TOKEN"
-        )
-    return None
+    chunk = json.loads(data)
+    if not isinstance(chunk, dict):
+        raise _UnreadableChunk("a chunk is not an object")
+    if chunk.get("error"):
+        raise _StreamErrorEvent(_error_text(chunk["error"]))
+    choices = chunk.get("choices") or []  # usage-only chunks have none
+    if not isinstance(choices, list):
+        raise _UnreadableChunk("choices is not a list")
+    text = thinking = ""
+    finish: str | None = None
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise _UnreadableChunk("a choice is not an object")
+        if choice.get("index", 0) != 0:
+            continue  # n=1 is asked for; a server that sends more is ignored past the first
+        reason = choice.get("finish_reason")
+        if reason is not None:
+            finish = str(reason)[:40]
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise _UnreadableChunk("delta is not an object")
+        content = delta.get("content")
+        if content is not None and not isinstance(content, str):
+            raise _UnreadableChunk("content is not text")
+        text += content or ""
+        for name in _THINKING_FIELDS:
+            value = delta.get(name)
+            if isinstance(value, str) and value:
+                thinking += value
+                break
+    return text, thinking, finish
 
 
 class OpenAIBackend:
@@ -108,39 +191,53 @@ class OpenAIBackend:
     happen before the first token, so a retry can never repeat text the user has already seen.
     """
 
-    name = "openai"
+    name: BackendName = "openai"
 
-    def __init__(self, endpoint: OpenAIEndpoint, *, timeout: float, connect_timeout: float, max_retries: int) -> None:
+    def __init__(
+        self,
+        endpoint: OpenAIEndpoint,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_retries: int,
+        scrubber: Scrubber,
+        stream_interval: float = 0.04,
+        concurrency_limit: int | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._timeout = timeout
-        self._model = endpoint.model
+        self._scrubber = scrubber
+        self._model = endpoint.models[0] if endpoint.models else None
         self._model_lock = asyncio.Lock()
+        self.stream_interval = stream_interval
+        self.concurrency_limit = concurrency_limit
         self._client = AsyncOpenAI(
             api_key=endpoint.api_key,
             base_url=endpoint.base_url,
             timeout=openai.Timeout(timeout, connect=connect_timeout),
             max_retries=max_retries,
             # The SDK's aiohttp transport (the `openai[aiohttp]` extra): reading a stream through httpx2/httpcore
-            # costs an anyio cancel scope and five generator layers per chunk, 2.5x the CPU of aiohttp's C parser
-            # (64 streams, this machine). The event loop that reads the backend also serves every chat.
+            # costs an anyio cancel scope and five generator layers per chunk, several times the CPU of
+            # aiohttp's C parser. The event loop that reads the backend also serves every chat.
             http_client=openai.DefaultAioHttpClient(),
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OpenAIBackend | None:
-        endpoint = endpoint_from_settings(settings)
-        if endpoint is None:
-            return None
+    def from_settings(cls, settings: Settings, endpoint: OpenAIEndpoint, scrubber: Scrubber) -> OpenAIBackend:
         return cls(
             endpoint,
             timeout=settings.llm_timeout,
             connect_timeout=settings.llm_connect_timeout,
             max_retries=settings.llm_max_retries,
+            scrubber=scrubber,
+            stream_interval=settings.stream_interval_for("openai"),
+            concurrency_limit=settings.chat_concurrency,
         )
 
     @property
-    def model(self) -> str:
-        return self._model or "the server's first model"
+    def models(self) -> tuple[str, ...]:
+        """The models a caller may pick (the first the default); empty when the server's first is used."""
+        return self._endpoint.models
 
     @property
     def server(self) -> str:
@@ -148,13 +245,16 @@ class OpenAIBackend:
         parts = urlsplit(self._endpoint.base_url or "https://api.openai.com/v1")
         return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
+    def status(self) -> BackendStatus:
+        return BackendStatus("openai", self._model or "the first model the server lists", self.server)
+
     async def aclose(self) -> None:
         """Close the shared HTTP client (its connections belong to the event loop that opened them)."""
         await self._client.close()
 
-    def fit(self, messages: Sequence[Message], params: GenerationParams) -> tuple[list[Message], int]:
+    def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]:
         """The server knows its own context window and answers 400 when a request exceeds it."""
-        return list(messages), 0
+        return request, 0
 
     async def _resolve_model(self) -> str:
         """With only OPENAI_BASE_URL set (Ollama, llama.cpp, vLLM), use the first model the server lists."""
@@ -163,63 +263,72 @@ class OpenAIBackend:
         async with self._model_lock:
             if self._model is None:
                 try:
-                    page = await self._client.models.list()
+                    response = await self._client.get("/models", cast_to=httpx2.Response)
+                    listing = json.loads(await response.aread())
                 except openai.OpenAIError as e:
-                    raise self._translate(e) from e
+                    raise self._translate(e, None) from e
                 except _TRANSPORT_ERRORS as e:
                     raise self._transport_failure(e) from e
-                ids = [m.id for m in page.data]
+                except ValueError:
+                    listing = None
+                data = listing.get("data") if isinstance(listing, dict) else None
+                ids = [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
                 if not ids:
-                    raise BackendRequestError(f"The model server at {self.server} lists no models: set LLM_MODEL.")
-                self._model = ids[0]
-                logger.info("LLM_MODEL not set: using %r, the first model listed by %s", self._model, self.server)
+                    raise BackendRequestError(
+                        f"The model server at {self.server} lists no models it serves (GET /models): set LLM_MODELS."
+                    )
+                self._model = ids[0][:200]
+                logger.info("No model configured: using %r, the first model listed by %s", self._model, self.server)
         return self._model
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[str]:
-        model = await self._resolve_model()
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        model = request.model or await self._resolve_model()
         # The SDK's own request path (auth, base URL, retries before the first byte, status errors as
         # APIStatusError) through its documented raw call, `post(..., cast_to=httpx2.Response)`, with the SSE body
         # read as lines. `chat.completions.create` costs twice the CPU a request: it walks the messages through
         # its TypedDict transform (nothing to rename in chat messages) and, when streamed, builds a pydantic
-        # ChatCompletionChunk per token, which was a third of the app's CPU (bench/chat_stream.py, py-spy).
+        # ChatCompletionChunk per token.
         body = {
             "model": model,
-            "messages": list(messages),
-            "temperature": params.temperature,
-            "max_tokens": params.max_tokens,
+            "messages": list(request.messages),
+            "temperature": request.params.temperature,
+            "max_tokens": request.params.max_tokens,
             "stream": True,
         }
+        options: Any = {"headers": {"Authorization": f"Bearer {request.api_key}"}} if request.api_key else {}
         try:
-            response = await self._client.post("/chat/completions", cast_to=httpx2.Response, body=body, stream=True)
+            response = await self._client.post(
+                "/chat/completions", cast_to=httpx2.Response, body=body, options=options, stream=True
+            )
         except openai.OpenAIError as e:
-            raise self._translate(e) from e
+            raise self._translate(e, model, request.api_key) from e
         except _TRANSPORT_ERRORS as e:
             raise self._transport_failure(e) from e
-        received: list[str] = []
+        pieces = 0
         finished = False
+        event = ""
         try:
             async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                    continue
                 if not line.startswith("data:"):
-                    continue  # blank separators, comments (": keep-alive"), "event:" lines
+                    event = "" if not line else event  # a blank line ends an event
+                    continue  # comments (": keep-alive") and other fields
                 data = line[5:].strip()
                 if data == "[DONE]":
                     finished = True
                     break
-                chunk = json.loads(data)
-                if chunk.get("error"):
-                    # An error event mid-stream (the server gave up): report it, never show it as reply text.
-                    raise _StreamErrorEvent(str(chunk["error"].get("message") or chunk["error"])[:300])
-                for choice in chunk.get("choices") or ():  # usage-only chunks have none
-                    finished = finished or choice.get("finish_reason") is not None
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        received.append(piece)
-                        yield piece
-        except (*_TRANSPORT_ERRORS, _StreamErrorEvent, ValueError) as e:
-            logger.warning("Stream from %s cut after %d pieces: %s", self.server, len(received), type(e).__name__)
-            raise StreamInterruptedError(
-                f"The reply was cut off: {self._cut_reason(e)}", partial="".join(received)
-            ) from e
+                if event == "error":
+                    raise _StreamErrorEvent(_error_text(_loads_or_text(data)))
+                text, thinking, finish = _read_chunk(data)
+                finished = finished or finish is not None
+                if text or thinking or finish:
+                    pieces += 1
+                    yield Delta(text, thinking, finish)
+        except (*_TRANSPORT_ERRORS, _StreamErrorEvent, ValueError) as e:  # type: ignore[misc]
+            logger.warning("Stream from %s cut after %d pieces: %s", self.server, pieces, type(e).__name__)
+            raise StreamInterruptedError(f"The reply was cut off: {self._cut_reason(e, request.api_key)}") from e
         finally:
             # Closes the HTTP response even when our consumer stops early (the user pressed Stop), which is what
             # tells the server to stop generating. A connection that is already broken may fail to close: the
@@ -228,17 +337,24 @@ class OpenAIBackend:
                 await response.aclose()
         if not finished:
             # Every OpenAI-compatible server ends a reply with a finish_reason; a body that just stops was cut.
-            logger.warning("Stream from %s ended after %d pieces without a finish_reason", self.server, len(received))
+            logger.warning("Stream from %s ended after %d pieces without a finish_reason", self.server, pieces)
             raise StreamInterruptedError(
-                f"The reply was cut off: the model server at {self.server} closed the stream before the end.",
-                partial="".join(received),
+                f"The reply was cut off: the model server at {self.server} closed the stream before the end."
             )
 
-    def _cut_reason(self, error: Exception) -> str:
+    def _detail(self, text: str, api_key: str | None) -> str:
+        """An upstream explanation, fit to show: every secret masked (the request's own token too), one short line.
+
+        Masked before it is shortened, so that a cut cannot leave half a secret unmasked; bounded before that,
+        so that a huge body costs nothing.
+        """
+        return shorten(self._scrubber.scrub(text[:4000], api_key)) or "no details"
+
+    def _cut_reason(self, error: Exception, api_key: str | None) -> str:
         if _is_timeout(error):
             return f"the model server at {self.server} sent nothing for {self._timeout:g} s (LLM_TIMEOUT)."
         if isinstance(error, _StreamErrorEvent):
-            return f"the model server at {self.server} reported an error: {error}"
+            return f"the model server at {self.server} reported an error: {self._detail(str(error), api_key)}"
         if isinstance(error, ValueError):
             return f"the model server at {self.server} sent a reply that could not be read."
         return f"the connection to the model server at {self.server} was lost. Try again."
@@ -261,10 +377,9 @@ class OpenAIBackend:
             "Check that OPENAI_BASE_URL points at an OpenAI-compatible server."
         )
 
-    def _translate(self, error: openai.OpenAIError) -> BackendError:
+    def _translate(self, error: openai.OpenAIError, model: str | None, api_key: str | None = None) -> BackendError:
         """The one place where an `openai` failure becomes a `BackendError` a person can act on."""
         server = self.server
-        key_hint = self._endpoint.key_source or "OPENAI_API_KEY (or HF_TOKEN)"
         if isinstance(error, openai.APITimeoutError) and _is_timeout(error):
             return self._timed_out()
         if isinstance(error, openai.APIConnectionError):
@@ -276,8 +391,8 @@ class OpenAIBackend:
             status = error.status_code
             if status in (401, 403):
                 return BackendAuthError(
-                    f"The model server at {server} rejected the credentials (HTTP {status}). Check the {key_hint} "
-                    "secret.",
+                    f"The model server at {server} rejected the credentials (HTTP {status}). Check "
+                    f"{self._endpoint.key_hint}.",
                     status_code=status,
                 )
             if status == 429:
@@ -292,22 +407,33 @@ class OpenAIBackend:
                 )
             if status == 404:
                 return BackendRequestError(
-                    f"The model server at {server} does not serve model {self._model!r} (HTTP 404). "
-                    "Set LLM_MODEL to a model it serves.",
+                    f"The model server at {server} does not serve model {shorten(str(model), 100)!r} (HTTP 404). "
+                    "Pick another model, or set LLM_MODELS to models it serves.",
                     status_code=status,
                 )
+            detail = self._detail(_status_detail(error), api_key)
             return BackendRequestError(
-                f"The model server at {server} refused the request (HTTP {status}): {self._detail(error)}",
-                status_code=status,
+                f"The model server at {server} refused the request (HTTP {status}): {detail}", status_code=status
             )
         return BackendError(f"The model server at {server} sent a reply that could not be read.")
 
-    def _detail(self, error: openai.APIStatusError) -> str:
-        """The server's own explanation of a 4xx (e.g. 'context length exceeded'), scrubbed and shortened."""
-        body = error.body
-        message = body.get("message") if isinstance(body, dict) else None
-        text = str(message or error.message or "no details")
-        secret = self._endpoint.api_key
-        if secret and secret != _NO_KEY:
-            text = text.replace(secret, "***")
-        return text[:300]
+
+def _status_detail(error: openai.APIStatusError) -> str:
+    """The reason a server gave: OpenAI's `{"error": {"message": ...}}` (the SDK hands over the inner object),
+    TGI's `{"error": "..."}`, or a plain-text body."""
+    body = error.body
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error")
+        if isinstance(message, str):
+            return message
+    if isinstance(body, str):
+        return body
+    return ""  # the SDK's own message is "Error code: 400 - <the body>", nothing more to say
+
+
+def _loads_or_text(data: str) -> object:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return data
+    return value.get("error", value) if isinstance(value, dict) else value

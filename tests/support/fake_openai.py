@@ -1,9 +1,13 @@
 """A local OpenAI-compatible server for tests and benchmarks, speaking the real streaming protocol.
 
 `POST /v1/chat/completions` answers `chat.completion.chunk` events over SSE (ending with `data: [DONE]`), or
-one `chat.completion` without `stream`; `GET /v1/models` lists one model. Every request body is recorded,
-and faults can be queued: an HTTP status, or a stream cut after N tokens. Runs in a thread (`FakeOpenAI`),
-or as a process for benchmarks: `python -m tests.fake_openai --port 8001 --tokens 50 --delay 0.02`.
+one `chat.completion` without `stream`; `GET /v1/models` lists its models. Every request body is recorded (with
+its Authorization header), and misbehaviour can be queued: an HTTP status, a stream cut or ended early, an SSE
+error event, raw bytes in place of a chunk. It can also stream a reasoning model's thinking, in any of the delta
+fields servers use or as `<think>` tags, and stops with `finish_reason: "length"` at `max_tokens` as servers do.
+
+Runs in a thread (`FakeOpenAI`), or as a process for benchmarks:
+`python -m tests.support.fake_openai --port 8001 --tokens 50 --delay 0.02`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,28 +30,40 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 MODEL = "fake-model"
+ThinkingStyle = Literal["reasoning", "reasoning_content", "reasoning_text", "tags"]
 
 
 @dataclass
 class Fault:
-    """One queued misbehaviour: answer `status`; stream `cut_after` tokens and drop the connection; or
-    stream `end_after` tokens and end the body cleanly without a finish_reason or `[DONE]`."""
+    """One queued misbehaviour: answer `status` (with `message`); stream `cut_after` tokens and drop the
+    connection; stream `end_after` tokens and end the body cleanly without a finish_reason or `[DONE]`; send an
+    SSE `error` object (`message`) after `error_after` tokens; or send `raw` bytes as an event after `raw_after`
+    tokens, then carry on."""
 
     status: int | None = None
     cut_after: int | None = None
     end_after: int | None = None
-    error_after: int | None = None  # send an SSE `error` object after this many tokens, as vLLM does on failure
+    error_after: int | None = None
+    raw_after: int | None = None
+    raw: bytes = b""
     message: str = "simulated failure"
+    error_event: bool = False  # with error_after: as `event: error` + data, the way some servers send it
 
 
 @dataclass
 class Behaviour:
-    """What the server does. `reply=None` echoes: 'You said: <last user message>'; `tokens` repeats a word."""
+    """What the server does. `reply=None` echoes: 'You said: <last user message>'; `tokens` repeats a word.
+
+    `thinking`: words of thinking streamed before the answer, in the delta field (or as tags) `thinking_style` says.
+    """
 
     reply: str | None = None
     tokens: int | None = None
     delay: float = 0.0
     faults: deque[Fault] = field(default_factory=deque)
+    thinking: str | None = None
+    thinking_style: ThinkingStyle = "reasoning"
+    models: tuple[str, ...] = (MODEL,)
 
 
 def free_port() -> int:
@@ -74,12 +90,7 @@ def reply_for(body: dict[str, Any], behaviour: Behaviour) -> list[str]:
     return split_tokens(f"You said: {last}")
 
 
-def _chunk(content: str | None, *, finish: str | None = None, role: str | None = None) -> bytes:
-    delta: dict[str, Any] = {}
-    if role:
-        delta["role"] = role
-    if content is not None:
-        delta["content"] = content
+def _event(delta: dict[str, Any], finish: str | None = None) -> bytes:
     event = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -94,6 +105,19 @@ class _CutStream(Exception):
     """Raised inside the response body: uvicorn then drops the connection mid-body, as a crashed server would."""
 
 
+def _pieces(body: dict[str, Any], behaviour: Behaviour) -> list[tuple[str, str]]:
+    """(field, text) pieces in order: thinking, then the answer; each counts as one token."""
+    out: list[tuple[str, str]] = []
+    if behaviour.thinking:
+        words = split_tokens(behaviour.thinking)
+        if behaviour.thinking_style == "tags":
+            out += [("content", "<think>")] + [("content", w) for w in words] + [("content", "</think>\n\n")]
+        else:
+            out += [(behaviour.thinking_style, w) for w in words]
+    out += [("content", piece) for piece in reply_for(body, behaviour)]
+    return out
+
+
 def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects: list[float]) -> Starlette:
     async def completions(request: Request) -> Response:
         body = await request.json()
@@ -103,42 +127,38 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects:
         if fault and fault.status:
             error = {"error": {"message": fault.message, "type": "fake_error", "code": fault.status}}
             return JSONResponse(error, status_code=fault.status)
-        pieces = reply_for(body, behaviour)
-        if max_tokens := body.get("max_tokens"):
-            pieces = pieces[: int(max_tokens)]
+        pieces = _pieces(body, behaviour)
+        finish = "stop"
+        if (max_tokens := body.get("max_tokens")) and len(pieces) > int(max_tokens):
+            pieces, finish = pieces[: int(max_tokens)], "length"
         if not body.get("stream"):
+            text = "".join(text for name, text in pieces if name == "content")
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "finish_reason": finish}
             return JSONResponse(
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": MODEL,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "".join(pieces)},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                }
-            )
+                {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": MODEL,
+                 "choices": [choice]}
+            )  # fmt: skip
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                yield _chunk(None, role="assistant")
-                for i, piece in enumerate(pieces):
+                yield _event({"role": "assistant"})
+                for i, (name, text) in enumerate(pieces):
                     if fault and fault.cut_after is not None and i >= fault.cut_after:
                         raise _CutStream("connection dropped by the fake server")
                     if fault and fault.end_after is not None and i >= fault.end_after:
                         return
                     if fault and fault.error_after is not None and i >= fault.error_after:
                         error = {"error": {"message": fault.message, "type": "server_error", "code": 500}}
-                        yield b"data: " + json.dumps(error).encode() + b"\n\n"
+                        prefix = b"event: error\n" if fault.error_event else b""
+                        yield prefix + b"data: " + json.dumps(error).encode() + b"\n\n"
                         return
+                    if fault and fault.raw_after is not None and i == fault.raw_after:
+                        yield fault.raw
                     if behaviour.delay:
                         await asyncio.sleep(behaviour.delay)
-                    yield _chunk(piece)
-                yield _chunk(None, finish="stop")
+                    yield _event({name: text})
+                yield _event({}, finish=finish)
                 yield b"data: [DONE]\n\n"
             except asyncio.CancelledError:
                 # Starlette cancels the body when the client goes away: the caller stopped reading.
@@ -148,7 +168,8 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "tests"}]})
+        data = [{"id": model, "object": "model", "owned_by": "tests"} for model in behaviour.models]
+        return JSONResponse({"object": "list", "data": data})
 
     return Starlette(
         routes=[
@@ -163,6 +184,7 @@ class FakeOpenAI:
 
     def __init__(self, behaviour: Behaviour | None = None, *, port: int | None = None) -> None:
         self.behaviour = behaviour or Behaviour()
+        self._default = Behaviour(**{**vars(self.behaviour), "faults": deque()})
         self.requests: list[dict[str, Any]] = []
         # time.monotonic() of each stream whose client hung up before the end
         self.disconnects: list[float] = []
@@ -179,6 +201,13 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def reset(self) -> None:
+        """Forget the recorded requests and go back to the behaviour it started with."""
+        self.requests.clear()
+        self.disconnects.clear()
+        for name, value in vars(self._default).items():
+            setattr(self.behaviour, name, deque() if name == "faults" else value)
 
     def __enter__(self) -> FakeOpenAI:
         self._thread.start()

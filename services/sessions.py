@@ -1,0 +1,92 @@
+"""What the server keeps per session (a browser tab, a gradio_client.Client): its conversation and its counter.
+
+Kept here rather than in `gr.State`, so that an API endpoint returns exactly its documented value (a State is an
+extra, hidden output over HTTP), a reply stopped mid-stream can still store what arrived, and the memory it takes
+is bounded: at most `capacity` sessions, each dropped after `ttl` seconds unused, each conversation capped in
+messages and characters.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from services.conversation import Turn, bound_turns
+from services.history import Meta
+
+__all__ = ["Session", "SessionStore"]
+
+
+@dataclass
+class Session:
+    """One session's data. `turns` is replaced, never mutated in place, so readers always see a whole list."""
+
+    turns: list[Turn] = field(default_factory=list)
+    conversation_id: str = ""
+    created: float = 0.0
+    counter: int = 0
+    # While a reply streams: how to stop it (the page's Stop button), None otherwise.
+    stop: Callable[[], None] | None = None
+    used: float = 0.0
+    # The conversations this tab's browser holds (from its last look), and when this one was last stored.
+    known: tuple[Meta, ...] = ()
+    stored_updated: float | None = None
+
+
+class SessionStore:
+    """Sessions by key (Gradio's session hash), least recently used first out."""
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        ttl: float,
+        max_messages: int,
+        max_chars: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = capacity
+        self.ttl = ttl
+        self.max_messages = max_messages
+        self.max_chars = max_chars
+        self._clock = clock
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, key: str) -> Session:
+        """The session for `key`, a new one when it is unknown or has expired."""
+        now = self._clock()
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None or now - session.used > self.ttl:
+                session = Session()
+                self._sessions[key] = session
+            session.used = now
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > self.capacity:
+                self._sessions.popitem(last=False)
+            self._expire(now)
+        return session
+
+    def _expire(self, now: float) -> None:
+        # Oldest first: stop at the first one still in use.
+        while self._sessions:
+            key, oldest = next(iter(self._sessions.items()))
+            if now - oldest.used <= self.ttl:
+                break
+            del self._sessions[key]
+
+    def set_turns(self, session: Session, turns: Sequence[Turn]) -> list[Turn]:
+        """Replace the conversation with `turns`, bounded; returns what was kept."""
+        session.turns = bound_turns(turns, max_messages=self.max_messages, max_chars=self.max_chars)
+        return session.turns
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._sessions.pop(key, None)
