@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # Variables the app reads, cleared so a real key in the developer's shell never sends the benchmark to a paid API.
-from tests.conftest import APP_VARIABLES  # noqa: E402
+from tests.support.apps import APP_VARIABLES  # noqa: E402
 
 MESSAGE = "Tell me, at length, how streaming works."
 DIRECT, CHAT, UI, HTTP_CALL, GRADIO_CLIENT = "direct", "browser /chat", "browser UI", "HTTP /call", "gradio_client"
@@ -198,12 +198,12 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 
 
 def start_fake_server(procs: _Processes, logs: Path, *, tokens: int, delay: float) -> tuple[int, str]:
-    """`python -m tests.fake_openai` on a free port; returns its pid and base URL once it answers."""
+    """`python -m tests.support.fake_openai` on a free port; returns its pid and base URL once it answers."""
     port = _free_port()
     log = logs / "fake_openai.log"
     options = ["--port", str(port), "--tokens", str(tokens), "--delay", str(delay)]
     process = procs.start(
-        [sys.executable, "-m", "tests.fake_openai", *options],
+        [sys.executable, "-m", "tests.support.fake_openai", *options],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         log=log,
     )

@@ -28,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fake_openai import free_port  # noqa: E402
+from tests.support.fake_openai import free_port  # noqa: E402
 
 CALL_TIMEOUT = 60.0  # seconds: a call that takes longer counts as lost
 
@@ -168,7 +168,7 @@ def main() -> int:
     fake_port = free_port()
     fake_url = f"http://127.0.0.1:{fake_port}/v1"
     fake = start(
-        [sys.executable, "-m", "tests.fake_openai", "--port", str(fake_port), "--tokens", str(args.tokens),
+        [sys.executable, "-m", "tests.support.fake_openai", "--port", str(fake_port), "--tokens", str(args.tokens),
          "--delay", str(args.delay)],
         dict(os.environ),
         fake_url + "/models",

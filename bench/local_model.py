@@ -245,7 +245,7 @@ def main() -> int:
         if args.model:
             first = args.model
         else:
-            from tests.tiny_model import build_tiny_model
+            from tests.support.tiny_model import build_tiny_model
 
             context = max(4096, args.tokens + 256)
             first = str(

@@ -55,12 +55,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # be added to this list, or the Space fails to start and the deploy reports it.
 ALLOW_PATTERNS = (
     "app.py",
-    "gradio_tuning.py",  # imported by app.py
     "requirements.txt",
     "README.md",  # the Space's config (front-matter) and its card
     "packages.txt",  # Debian packages and pre-install pins the Space build reads, should the app ever need them
     "pre-requirements.txt",
     "services/*",
+    "ui/*",
     "assets/*",
     # Images only, for README's screenshot: the Space shows README.md as its card, and relative image links resolve
     # against the Space repository, so without them the card has broken images. docs/ text stays here.

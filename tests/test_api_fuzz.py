@@ -14,13 +14,13 @@ from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import RunningApp, fake_backed, running_app
-from tests.fake_openai import FakeOpenAI
+from tests.support.apps import RunningApp, fake_backed, running_app
+from tests.support.fake_openai import FakeOpenAI
 
 # The generic text Gradio shows for an uncaught exception: seeing it means a bug, not a clear error.
 GENERIC = "has raised an exception but has not enabled verbose error reporting"
 # Every clear error starts with the field it is about, or is a model-server message.
-CLEAR = re.compile(r"^(message|system_prompt|temperature|max_tokens|name|text): ")
+CLEAR = re.compile(r"^(message|history|system_prompt|temperature|max_tokens|model|name|text): ")
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 
 # JSON-encodable Unicode (no lone surrogates, which no JSON client can send), control characters included.
@@ -54,12 +54,18 @@ def client(fuzz_app: RunningApp) -> Client:
 
 
 def call(client: Client, *args: object, api_name: str) -> object:
-    """Call and return the value, or the AppError; fail the test on Gradio's generic (uncaught) error."""
+    """Call and return the value, or the error; fail the test on Gradio's generic (uncaught) error.
+
+    A request over MAX_REQUEST_BYTES is refused before Gradio sees it, with 413 (an HTTP error to the client).
+    """
     try:
         return client.predict(*args, api_name=api_name)
     except AppError as error:
         assert GENERIC not in str(error), f"{api_name}{args!r:.200} crashed the handler"
         assert CLEAR.match(str(error)), f"{api_name}: unclear error {str(error)!r:.200}"
+        return error
+    except httpx.HTTPStatusError as error:
+        assert error.response.status_code == 413, error.response.text[:200]
         return error
 
 
@@ -70,21 +76,22 @@ class TestClientFuzz:
         """/chat answers or names the bad field, whatever the four inputs are."""
         fake_openai.behaviour.delay = 0
         result = call(client, message, system_prompt, temperature, max_tokens, api_name="/chat")
-        assert isinstance(result, (str, AppError))
+        assert isinstance(result, (str, AppError, httpx.HTTPStatusError))
 
     @fuzz_settings
     @given(value=anything, api_name=st.sampled_from(["/greet", "/reverse", "/upper", "/lower", "/title", "/slugify"]))
     def test_text_endpoints(self, client, value, api_name):
         """Every text endpoint returns text or a clear error."""
         result = call(client, value, api_name=api_name)
-        assert isinstance(result, (str, AppError))
+        assert isinstance(result, (str, AppError, httpx.HTTPStatusError))
 
     @fuzz_settings
     @given(value=anything)
     def test_count(self, client, value):
         """/count returns the three counts or a clear error."""
         result = call(client, value, api_name="/count")
-        assert isinstance(result, AppError) or set(result) == {"characters", "words", "lines"}  # type: ignore[arg-type]
+        if not isinstance(result, (AppError, httpx.HTTPStatusError)):
+            assert isinstance(result, tuple) and len(result) == 3 and all(isinstance(n, int) for n in result)
 
     def test_counter_takes_no_input(self, client):
         """The counter endpoints answer with numbers."""
@@ -103,8 +110,14 @@ class TestRawHttpFuzz:
         ("chat", '{"data": ["\\ud800 hi", "s", 0.5, 10]}', "You said: \ufffd hi"),  # a lone surrogate
         ("chat", '{"data": ["hi", "\\udfff", 0.5, 10]}', "You said: hi"),
         ("reverse", '{"data": ["a\\ud800b"]}', "b\ufffda"),
-        # Too many inputs shift onto the wrong fields, and the field that gets a bad value says so.
-        ("chat", '{"data": ["hi", "s", 0.5, 10, "extra", "more"]}', "system_prompt: expected text"),
+        # Too many inputs: the fifth is the model, refused by name; the sixth is ignored.
+        ("chat", '{"data": ["hi", "s", 0.5, 10, "extra", "more"]}', "model: 'extra' is not offered here"),
+        # Too few: the documented defaults fill the rest; none at all names what is missing.
+        ("chat", '{"data": ["Hello!"]}', "You said: Hello!"),
+        ("chat", '{"data": []}', 422),
+        ("ask", '{"data": ["Hello!", [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]]}',
+         "You said: Hello!"),
+        ("ask", '{"data": ["hi", [{"role": "system", "content": "x"}]]}', "history: message 1: 'role' must be"),
         ("chat", '{"data": "not a list"}', 422),
         ("chat", '{"data": [', 422),  # broken JSON
         ("chat", "[]", 422),
@@ -128,13 +141,12 @@ class TestRawHttpFuzz:
             else:
                 assert last_data[0] == expected, text
 
-    def test_missing_inputs_leave_the_app_serving(self, fuzz_app):
-        """Too few inputs is refused by Gradio itself (error: null, no text), and the next call works."""
+    def test_missing_inputs_are_named_and_the_app_keeps_serving(self, fuzz_app):
+        """A call with no inputs is refused with the names of those it needs, and the next call works."""
         with httpx.Client(base_url=fuzz_app.url, timeout=20) as http:
-            posted = http.post("/gradio_api/call/chat", json={"data": ["hi"]})
-            text = http.get(f"/gradio_api/call/chat/{posted.json()['event_id']}").text
-            assert "event: error" in text
-            assert "Traceback" not in text
+            refused = http.post("/gradio_api/call/greet", json={"data": []})
+            assert refused.status_code == 422
+            assert refused.json()["detail"].startswith("/greet needs 'name'")
             greeted = http.post("/gradio_api/call/greet", json={"data": ["Ada"]})
             answer = http.get(f"/gradio_api/call/greet/{greeted.json()['event_id']}").text
             assert "Hello, Ada!" in answer

@@ -14,8 +14,8 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.conftest import ROOT, RunningApp, app_env, start_app, stop_app
-from tests.fake_openai import Behaviour, FakeOpenAI, Fault, free_port
+from tests.support.apps import ROOT, RunningApp, app_env, start_app, stop_app
+from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault, free_port
 
 
 @pytest.fixture
@@ -141,8 +141,8 @@ class TestTools:
         assert client.predict(text, api_name=api_name) == expected
 
     def test_count(self, client):
-        """/count returns the three counts."""
-        assert client.predict("one two\nthree", api_name="/count") == {"characters": 13, "words": 3, "lines": 2}
+        """/count returns the three counts, as whole numbers: characters, words, lines."""
+        assert client.predict("one two\nthree", api_name="/count") == (13, 3, 2)
 
     def test_tool_size_limit(self, client):
         """Text over MAX_TOOL_CHARS is refused with the limit."""
@@ -177,7 +177,7 @@ class TestDocumentedUsage:
         readme = (ROOT / "README.md").read_text()
         names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
         assert names == {
-            "/chat", "/greet", "/reverse", "/upper", "/lower", "/title", "/slugify", "/count", "/increment",
+            "/chat", "/ask", "/greet", "/reverse", "/upper", "/lower", "/title", "/slugify", "/count", "/increment",
             "/reset_counter",
         }  # fmt: skip
         for name in names:
@@ -204,7 +204,8 @@ class TestDocumentedUsage:
         )
         result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.strip() == str([("chat", "chat", 3)] + [("chat_ui", "chat", 3)] * 3)
+        expected = [("ask", "chat", 3), ("chat", "chat", 3), ("respond", "chat", 3), ("respond_example", "chat", 3)]
+        assert result.stdout.strip() == str([*expected, ("respond_retry", "chat", 3)])
 
     def test_demo_is_importable(self):
         """`from app import demo` builds the Blocks without launching it (the notebook path)."""

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import ROOT, RunningApp, fake_backed, running_app
-from tests.fake_openai import FakeOpenAI, Fault
+from tests.support.apps import ROOT, RunningApp, fake_backed, running_app
+from tests.support.fake_openai import FakeOpenAI, Fault
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts" / "screenshots"

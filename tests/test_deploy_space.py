@@ -44,13 +44,15 @@ NEW = "<the commit of the latest upload>"  # stands for the fake's newest commit
 # What the Space runs: the fake's remote file set must end up exactly this (plus .gitattributes).
 RUNTIME_FILES = (
     "app.py",
-    "gradio_tuning.py",
     "requirements.txt",
     "README.md",
     "services/__init__.py",
     "services/chat.py",
     "services/llm/__init__.py",
     "services/llm/openai_backend.py",
+    "ui/__init__.py",
+    "ui/chat.py",
+    "ui/history.js",
     "assets/logo.svg",
     "docs/screenshot.png",
 )
@@ -436,7 +438,7 @@ class TestSmoke:
 
     def test_gradio_smoke_against_the_real_app(self, tmp_path):
         """The default smoke test calls the real app's /greet through gradio_client and gets the greeting."""
-        from tests.conftest import start_app, stop_app
+        from tests.support.apps import start_app, stop_app
 
         app = start_app(tmp_path)
         try:
@@ -670,13 +672,14 @@ def tracked(prefix: str) -> list[str]:
 
 class TestDryRunOnTheRealTree:
     def test_lists_what_the_space_runs(self):
-        """The list has app.py, every other module beside it, README.md, requirements.txt and all of services/."""
+        """The list has app.py, every other module beside it, README.md, requirements.txt, services/ and ui/."""
         result = dry_run()
         assert result.returncode == 0, result.stdout + result.stderr
         files = listed_files(result.stdout)
-        assert {"app.py", "gradio_tuning.py", "README.md", "requirements.txt"} <= set(files)
+        assert {"app.py", "README.md", "requirements.txt"} <= set(files)
         assert {name for name in tracked(".") if "/" not in name and name.endswith(".py")} <= set(files)
         assert set(tracked("services")) <= set(files)
+        assert set(tracked("ui")) <= set(files)
         # README's screenshot: the Space's card shows README.md, whose image links resolve in the Space repo.
         assert {name for name in tracked("docs") if name.endswith((".png", ".jpg", ".gif", ".webp"))} <= set(files)
         assert all((ROOT / name).is_file() for name in files)

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import start_app, stop_app
-from tests.fake_openai import Behaviour, FakeOpenAI, Fault
+from tests.support.apps import start_app, stop_app
+from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault
 
 FAULTS = (
     Fault(status=500),

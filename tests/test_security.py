@@ -9,9 +9,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.conftest import start_app, stop_app
-from tests.fake_openai import Behaviour, FakeOpenAI, Fault
-from tests.recording_proxy import RecordingProxy
+from tests.support.apps import start_app, stop_app
+from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault
+from tests.support.recording_proxy import RecordingProxy
 
 OPENAI_KEY = "sk-canary-0penai-7f3a9c"
 HF_TOKEN = "hf_canaryToken8d2e1b"

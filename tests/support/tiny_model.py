@@ -1,6 +1,6 @@
 """A tiny random-weight chat model, built on disk with no download, for tests and benchmarks of the local backend.
 
-`build_tiny_model(path)` (or `python -m tests.tiny_model DIR`) writes a Llama-shaped causal LM and a word-level
+`build_tiny_model(path)` (or `python -m tests.support.tiny_model DIR`) writes a Llama-shaped causal LM and a word-level
 tokenizer with a chat template, in the layout `from_pretrained` reads, so the app can run with
 `LOCAL_MODEL=<path>` and `HF_HUB_OFFLINE=1`.
 """

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from urllib.parse import urlsplit
 
-from tests.fake_openai import free_port
+from tests.support.fake_openai import free_port
 
 
 class RecordingProxy:

@@ -1,0 +1,115 @@
+"""The real app launched as a process on 127.0.0.1, as a person (or a Space) runs it: `python app.py`.
+
+Used by the tests and by bench/, so it imports nothing from pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.config import VARIABLES
+from tests.support.fake_openai import FakeOpenAI, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+# Every variable the app reads (services/config.py's table), plus Gradio's and huggingface_hub's own that change
+# what it does: cleared, so that the developer's own shell (a real OPENAI_API_KEY) never leaks into a run.
+APP_VARIABLES = (
+    *(variable.name for variable in VARIABLES),
+    "OAUTH_CLIENT_ID",
+    "OAUTH_SCOPES",
+    "OPENID_PROVIDER_URL",
+    "SPACE_HOST",
+    "HF_ENDPOINT",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "GRADIO_WATCH_DIRS",
+    "GRADIO_ROOT_PATH",
+    "FORWARDED_ALLOW_IPS",
+)
+# A fixed history secret, so that runs of the app in one test agree; tests of a missing secret unset it.
+TEST_HISTORY_SECRET = "test-history-secret-0123456789abcdef"
+
+
+@dataclass
+class RunningApp:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def app_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in APP_VARIABLES}
+    env.update(
+        GRADIO_ANALYTICS_ENABLED="False",
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+        HISTORY_SECRET=TEST_HISTORY_SECRET,
+        # No Hugging Face login of the machine's own: the cache directory of every run is its own.
+        HF_HOME=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-home-{os.getpid()}"),
+    )
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None and v != "<unset>"}
+
+
+def start_app(directory: Path, *, timeout: float = 60, port: int | None = None, **env: str) -> RunningApp:
+    """Run `python app.py` as a person would, and wait until it answers."""
+    port = port or free_port()
+    log_path = directory / f"app-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=app_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=1):
+                return RunningApp(url, process, log_path)
+        except urllib.error.HTTPError:
+            return RunningApp(url, process, log_path)  # it answers: with APP_AUTH set, 401 until login
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"app did not start in {timeout} s:\n{log_path.read_text()}")
+
+
+def stop_app(app: RunningApp) -> None:
+    app.process.terminate()
+    try:
+        app.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        app.process.kill()
+        app.process.wait()
+
+
+@contextmanager
+def running_app(directory: Path, **env: str) -> Iterator[RunningApp]:
+    """`start_app` for a with-block (or a fixture's yield): the app is stopped however the block ends."""
+    app = start_app(directory, **env)
+    try:
+        yield app
+    finally:
+        stop_app(app)
+
+
+def fake_backed(fake: FakeOpenAI, **env: str) -> dict[str, str]:
+    """The variables that point the app at a fake OpenAI server, plus `env`."""
+    return {"OPENAI_BASE_URL": fake.base_url, "LLM_MODEL": "fake-model", **env}

@@ -1,0 +1,1 @@
+"""The page and the API surface of the Space: Gradio components and events over `services/`."""

@@ -1,0 +1,387 @@
+"""The page's chat, as one component: its blocks, its rendering and its events (the shape of `gr.ChatInterface`).
+
+One queued event per message, whether typed, picked from the examples or retried: it shows the message, streams
+the reply (thinking in a collapsible block, open while the model thinks), and ends with the box ready and the
+chat saved in the browser. Stop cancels it; what arrived stays, and is saved. The conversation itself is kept on
+the server, per session (`services.sessions`): the page never sends it back, so nothing a browser sends is ever
+rendered as a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import gradio as gr
+
+from services.access import Route
+from services.assistant import Assistant, TurnPlan
+from services.chat import Reply, finished_turn
+from services.conversation import Turn
+from services.errors import ServiceError, SignInRequiredError
+from services.sessions import Session, SessionStore
+from ui.chat_api import caller_of
+from ui.errors import as_user_error
+from ui.history import HistoryPanel, snapshot_js
+from ui.render import live_reply, render_turns
+from ui.signin import login_button, status_line
+
+__all__ = ["EXAMPLES", "PLACEHOLDER", "ChatPanel"]
+
+logger = logging.getLogger(__name__)
+
+PLACEHOLDER = "Type a message and press Enter"
+EXAMPLES = [
+    "Explain recursion to a ten-year-old, with one example.",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Suggest three names for a bakery as a Markdown list, the best one in bold.",
+]
+_PAGE: dict[str, Any] = {"api_visibility": "private"}
+_QUICK: dict[str, Any] = {"queue": False, "postprocess": False, "show_progress": "hidden", **_PAGE}
+
+
+def _box_busy() -> Any:
+    return gr.Textbox(value="", interactive=False, submit_btn=False, stop_btn="Stop", placeholder="")
+
+
+def _box_ready(value: Any = None) -> Any:
+    box = gr.Textbox(interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
+    if value is not None:
+        box = gr.Textbox(value=value, interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
+    return box
+
+
+class _Updates:
+    """A reply's updates, read by a task of their own so that Stop can end them at once, even while the model
+    server is silent (a task per reply, not per update: the queue between them costs one put and one get)."""
+
+    _END = object()
+
+    def __init__(self, updates: AsyncIterator[Reply]) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump(updates))
+        self.stopped = False
+
+    async def _pump(self, updates: AsyncIterator[Reply]) -> None:
+        try:
+            async for reply in updates:
+                self._queue.put_nowait(reply)
+        except BaseException as error:
+            self._queue.put_nowait(error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+        else:
+            self._queue.put_nowait(self._END)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._queue.put_nowait(self._END)
+
+    def __aiter__(self) -> _Updates:
+        return self
+
+    async def __anext__(self) -> Reply:
+        item = await self._queue.get()
+        if item is self._END:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """End the reading task; cancelling it closes the backend's stream, which stops the model server."""
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _last_user(turns: Sequence[Turn]) -> int | None:
+    return max((i for i, turn in enumerate(turns) if turn.role == "user"), default=None)
+
+
+class ChatPanel:
+    """The chat tab. `build` lays it out and wires its events; the handlers below are its behaviour."""
+
+    def __init__(self, assistant: Assistant, sessions: SessionStore, history: HistoryPanel) -> None:
+        self.assistant = assistant
+        self.sessions = sessions
+        self.history = history
+        self.access = assistant.access
+        self._settings = assistant.settings
+
+    # Layout and events
+
+    def build(self, demo: gr.Blocks, *, concurrency_limit: int | None) -> None:
+        settings = self._settings
+        with gr.Row(equal_height=True):
+            # What an anonymous visitor gets, until the page's load says who this visitor is.
+            self.status = gr.Markdown(self._status_for(None, None), elem_id="status-line")
+            if self.access.sign_in:
+                login_button()
+        owner_models = list(self.access.owner_models)
+        self.model = gr.Dropdown(
+            choices=owner_models,
+            value=owner_models[0] if owner_models else None,
+            label="Model",
+            elem_id="model",
+            visible=len(owner_models) > 1,
+            interactive=True,
+        )
+        self.chatbot = gr.Chatbot(
+            label="Chat",
+            height="60vh",
+            buttons=["copy", "copy_all"],
+            elem_id="chatbot",
+            examples=[{"text": text} for text in EXAMPLES],
+            feedback_options=None,
+            sanitize_html=True,
+            allow_tags=False,
+        )
+        # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name.
+        self.box = gr.Textbox(
+            placeholder=PLACEHOLDER, label="Message", show_label=False, submit_btn="Send", stop_btn=False,
+            elem_id="message", max_length=settings.max_message_chars,
+        )  # fmt: skip
+        with gr.Accordion("Parameters", open=False):
+            self.system_prompt = gr.Textbox(
+                settings.system_prompt, label="System prompt", lines=2, max_length=settings.max_system_prompt_chars
+            )
+            self.temperature = gr.Slider(0, 2, value=settings.default_temperature, step=0.05, label="Temperature")
+            self.max_tokens = gr.Slider(
+                1, settings.max_tokens_cap, value=settings.default_max_tokens, step=1, label="Max tokens"
+            )
+        self._wire(demo, concurrency_limit)
+
+    def _wire(self, demo: gr.Blocks, concurrency_limit: int | None) -> None:
+        history = self.history
+        params = [self.system_prompt, self.temperature, self.max_tokens, self.model]
+        outputs = [self.box, self.chatbot, *history.outputs]
+        reply = {
+            "postprocess": False,
+            "show_progress": "minimal",
+            "concurrency_id": "chat",
+            "concurrency_limit": concurrency_limit,
+            **_PAGE,
+        }
+        replies = [
+            self.box.submit(self.respond, [self.box, *params], outputs, **reply),
+            self.chatbot.example_select(self.respond_example, params, outputs, **reply),
+            self.chatbot.retry(self.respond_retry, params, outputs, **reply),
+        ]
+        # Stop asks the reply to end, rather than cancelling its event: the reply then still stores, shows and
+        # saves what arrived, in its own last update.
+        self.box.stop(self.stop, None, None, **_QUICK)
+        undo = self.chatbot.undo(self.undo, None, [self.chatbot, self.box, *history.outputs], **_QUICK)
+        for event in (*replies, undo):
+            history.apply_after(event)
+
+        # Page load and the sidebar: those that need the browser's saved chats send them first (js).
+        shown = [self.chatbot, *history.outputs]
+        on_load = demo.load(
+            self.load, [history.snapshot], [self.status, self.model, *shown], js=snapshot_js(), **_QUICK
+        )
+        history.apply_after(on_load)
+        for event in (
+            history.new_button.click(self.new_chat, None, shown, **_QUICK),
+            self.chatbot.clear(self.new_chat, None, shown, **_QUICK),
+            history.past.select(
+                self.reopen, [history.past, history.snapshot], shown, js=snapshot_js(picked=True), **_QUICK
+            ),
+            history.delete_button.click(self.delete, None, shown, **_QUICK),
+            history.importer.upload(self.import_file, [history.importer], shown, **_QUICK),
+        ):
+            history.apply_after(event)
+        for button, kind in ((history.export_md, "md"), (history.export_json, "json")):
+            button.click(self.exporter(kind), None, [history.download], **_QUICK).then(
+                None, [history.download], None, js="(file) => window.spaceChatHistory.download(file)", **_PAGE
+            )
+
+    # Handlers
+
+    def _session(self, request: gr.Request) -> Session:
+        return self.sessions.get(request.session_hash or "")
+
+    def _shown(self, turns: Sequence[Turn]) -> list[dict[str, Any]]:
+        return render_turns(turns)
+
+    async def load(
+        self,
+        snapshot: Any,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+        oauth_token: gr.OAuthToken | None,
+    ) -> tuple[Any, ...]:
+        """Page load: who answers (and pays), the models to pick from, and this tab's chat reopened."""
+        session = self._session(request)
+        turns, listing, notice, plan = self.history.restore(session, snapshot)
+        username = getattr(profile, "username", None) if profile is not None else None
+        token = oauth_token.token if oauth_token else None
+        try:
+            models = list(self.access.route(token).models)
+        except SignInRequiredError:
+            models = []
+        model = gr.Dropdown(choices=models, value=models[0] if models else None, visible=len(models) > 1)
+        return self._status_for(token, username), model, self._shown(turns), listing, notice, plan
+
+    def _status_for(self, token: str | None, username: str | None) -> str:
+        """The status line: who answers this visitor, on whose account."""
+        try:
+            route: Route | None = self.access.route(token)
+        except SignInRequiredError as error:
+            if username:
+                return f"Signed in as **@{username}**. {error}"
+            route = None
+        return status_line(self.access, route, username=username, per_minute=self._settings.rate_limit_session)
+
+    async def respond(
+        self,
+        message: str,
+        system_prompt: str,
+        temperature: float,
+        max_tokens: float,
+        model: str | None,
+        request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Send: the message typed in the box."""
+        session = self._session(request)
+        params = (system_prompt, temperature, max_tokens, model)
+        async for update in self._turn(session, request, oauth_token, session.turns, message, params):
+            yield update
+
+    async def respond_example(
+        self,
+        system_prompt: str,
+        temperature: float,
+        max_tokens: float,
+        model: str | None,
+        selected: gr.SelectData,
+        request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """An example card, sent as if typed (examples never run at start-up, so no key is spent then)."""
+        session = self._session(request)
+        value = selected.value if isinstance(selected.value, dict) else {}
+        text = value.get("text") if isinstance(value.get("text"), str) else ""
+        params = (system_prompt, temperature, max_tokens, model)
+        async for update in self._turn(session, request, oauth_token, session.turns, text, params):
+            yield update
+
+    async def respond_retry(
+        self,
+        system_prompt: str,
+        temperature: float,
+        max_tokens: float,
+        model: str | None,
+        request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Retry: the last message, answered again (its old answer goes)."""
+        session = self._session(request)
+        turns = session.turns
+        last = _last_user(turns)
+        if last is None:
+            raise gr.Error("There is no message to retry.", print_exception=False)
+        params = (system_prompt, temperature, max_tokens, model)
+        async for update in self._turn(session, request, oauth_token, turns[:last], turns[last].text, params):
+            yield update
+
+    async def _turn(
+        self,
+        session: Session,
+        request: gr.Request,
+        token: gr.OAuthToken | None,
+        history: Sequence[Turn],
+        message: object,
+        params: tuple[object, object, object, object],
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """One reply, from the message shown to the chat saved: the body of every reply event."""
+        skip = gr.skip()
+        history = list(history)
+        system_prompt, temperature, max_tokens, model = params
+        try:
+            plan = self.assistant.plan(
+                caller_of(request, token),
+                message,
+                history,
+                system_prompt=system_prompt,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                model=model,
+            )
+        except ServiceError as error:
+            # Before anything changed on the page: the message stays in the box, as typed.
+            raise as_user_error(error) from error
+        if plan.dropped:
+            gr.Warning(f"{plan.dropped} earlier message(s) were left out so the conversation fits the model.")
+        shown = self._shown([*history, plan.user])
+        yield _box_busy(), shown, skip, skip, skip
+        reply = Reply()
+        notice = ""
+        updates = _Updates(self.assistant.stream(plan))
+        session.stop = updates.stop
+        try:
+            async for reply in updates:
+                yield skip, [*shown, *live_reply(reply)], skip, skip, skip
+            if updates.stopped:
+                notice = "Stopped."
+        except ServiceError as error:
+            # Mid-reply: what arrived stays, and the app's own sentence says why it ended there.
+            logger.warning("%s: %s", type(error).__name__, error)
+            notice = str(error)
+        except (GeneratorExit, asyncio.CancelledError):
+            # The visitor left (tab closed): keep what arrived, for the /chat-less page they may reopen.
+            self._keep(session, history, plan, reply, "Stopped.")
+            raise
+        finally:
+            session.stop = None
+            await updates.aclose()
+        turns = self._keep(session, history, plan, reply, notice)
+        yield (_box_ready(), self._shown(turns), *self.history.after_turn(session))
+
+    def _keep(self, session: Session, history: list[Turn], plan: TurnPlan, reply: Reply, notice: str) -> list[Turn]:
+        turn = finished_turn(reply, params=plan.params, notice=notice)
+        return self.sessions.set_turns(session, [*history, plan.user, turn])
+
+    async def stop(self, request: gr.Request) -> None:
+        """Stop: the streaming reply ends where it is; its own event then shows and saves what arrived."""
+        stop = self._session(request).stop
+        if stop is not None:
+            stop()
+
+    async def undo(self, request: gr.Request) -> tuple[Any, ...]:
+        """Undo: the last exchange leaves the chat and its message goes back into the box."""
+        session = self._session(request)
+        turns = session.turns
+        last = _last_user(turns)
+        if last is None:
+            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        self.sessions.set_turns(session, turns[:last])
+        return (self._shown(session.turns), turns[last].text, *self.history.after_turn(session))
+
+    async def new_chat(self, request: gr.Request) -> tuple[Any, ...]:
+        turns, listing, notice, plan = self.history.new_chat(self._session(request))
+        return self._shown(turns), listing, notice, plan
+
+    async def reopen(self, picked: Any, snapshot: Any, request: gr.Request) -> tuple[Any, ...]:
+        turns, listing, notice, plan = self.history.reopen(self._session(request), snapshot)
+        return self._shown(turns), listing, notice, plan
+
+    async def delete(self, request: gr.Request) -> tuple[Any, ...]:
+        turns, listing, notice, plan = self.history.delete(self._session(request))
+        return self._shown(turns), listing, notice, plan
+
+    async def import_file(self, path: Any, request: gr.Request) -> tuple[Any, ...]:
+        turns, listing, notice, plan = self.history.import_file(self._session(request), path)
+        return self._shown(turns), listing, notice, plan
+
+    def exporter(self, kind: str) -> Any:
+        async def export(request: gr.Request) -> dict[str, str]:
+            return self.history.export(self._session(request), kind)
+
+        export.__name__ = f"export_{kind}"
+        return export

@@ -1,0 +1,54 @@
+"""Sign in with Hugging Face, and the status line that says who answers a visitor's chats and who pays."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from services.access import Access, Route
+from services.errors import SignInRequiredError
+from services.llm.base import BackendStatus
+
+__all__ = ["login_button", "status_line"]
+
+
+def login_button() -> gr.LoginButton:
+    return gr.LoginButton(size="sm", elem_id="login", scale=0, min_width=200)
+
+
+def _who_answers(status: BackendStatus, models: tuple[str, ...]) -> str:
+    model = "the model you pick below" if len(models) > 1 else f"`{models[0] if models else status.model}`"
+    if status.backend == "local":
+        return f"the small local model `{status.model}` ({status.where})"
+    return f"{model} at {status.where}"
+
+
+def status_line(access: Access, route: Route | None, *, username: str | None, per_minute: int | None) -> str:
+    """One Markdown line: who answers, on whose account, and what signing in would change."""
+    signed_in = f"Signed in as **@{username}**. " if username else ""
+    if route is None:
+        return "**Sign in with Hugging Face to chat:** your chats then run on your own account."
+    status = route.backend.status()
+    if status.backend == "none":
+        reason = getattr(route.backend, "reason", "No model is configured.")
+        return f"**The chat is not available:** {reason}"
+    answers = _who_answers(status, route.models)
+    if route.payer == "visitor":
+        return (
+            f"{signed_in}Answered by {answers}, through Hugging Face's router **on your account** (your Inference "
+            "Providers credits pay)."
+        )
+    limit = f", at most {per_minute} messages a minute" if per_minute else ""
+    if route.payer == "nobody":
+        pays = f"free, on this Space's own hardware{limit}"
+    else:
+        pays = f"on the Space owner's account{limit}"
+    invite = " Sign in with Hugging Face to chat on your own account." if access.sign_in and not username else ""
+    return f"{signed_in}Answered by {answers}, {pays}.{invite}"
+
+
+def route_or_none(access: Access, token: str | None) -> Route | None:
+    """The visitor's route, or None when they must sign in first."""
+    try:
+        return access.route(token)
+    except SignInRequiredError:
+        return None
