@@ -4,10 +4,16 @@ Run by .github/workflows/deploy.yml once the tests pass, and usable by hand:
 
     python scripts/deploy_space.py --dry-run                       # offline, no token: files and plan
     HF_TOKEN=hf_... python scripts/deploy_space.py --space user/space-name
+    HF_TOKEN=hf_... SPACE_LLM_MODELS=gpt-4o SPACE_OPENAI_API_KEY=sk-... python scripts/deploy_space.py ...
 
-Steps: check README.md's front-matter, create the Space if it does not exist, sync its variables and secrets from
-this environment, upload exactly the files it runs (and delete those removed here), wait for RUNNING, call /greet.
-This file is repository tooling: it is never uploaded, and the Space never imports it.
+Steps: check README.md's front-matter, create the Space if it does not exist, set its variables and secrets, upload
+exactly the files it runs (and delete those removed here), wait for RUNNING, call /greet.
+
+A Space setting X (any variable of services.config.VARIABLES a Space may hold) is pushed only from SPACE_X: a secret
+where the table says so, else a public variable. Plain names are never pushed, so an OPENAI_API_KEY exported for
+local chatting stays local, and HF_TOKEN here is the deploy's write token, which the Space never gets
+(SPACE_HF_TOKEN becomes the Space's HF_TOKEN). This file is repository tooling: it is never uploaded, and the Space
+never imports it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import functools
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,15 +37,20 @@ from huggingface_hub import HfApi, SpaceRuntime, constants
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
-try:
-    from scripts.space_config import check_readme, parse_front_matter
-except ModuleNotFoundError:  # run as `python scripts/deploy_space.py`: scripts/ itself is on sys.path
-    from space_config import check_readme, parse_front_matter  # type: ignore[no-redef]
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python scripts/deploy_space.py`: only scripts/ itself is on sys.path
+    sys.path.insert(0, str(ROOT))
+
+# services.config is plain standard-library Python: the deploy job, which installs no gradio, can import it.
+from scripts.space_config import check_readme, parse_front_matter  # noqa: E402
+from services.config import VARIABLES, Variable  # noqa: E402
 
 __all__ = [
     "ALLOW_PATTERNS",
     "DELETE_PATTERNS",
     "IGNORE_PATTERNS",
+    "SET_BY_SPACES",
+    "SPACE_PREFIX",
     "SPACE_SETTINGS",
     "DeployError",
     "WaitPolicy",
@@ -46,9 +58,8 @@ __all__ = [
     "gradio_smoke",
     "main",
     "plan_files",
+    "space_settings",
 ]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # What the Space runs, as huggingface_hub's upload_folder matches it: fnmatch on repository-relative paths, where `*`
 # also matches "/", so "services/*" is the whole package. Anything else stays here; a module added beside app.py must
@@ -124,23 +135,48 @@ HUB_ERRORS: tuple[type[Exception], ...] = (HfHubHTTPError, httpx2.HTTPError)
 SMOKE_NAME = "deploy"
 
 
+# A Space setting X is pushed from SPACE_X only: an explicit name for what the Space gets, so that nothing exported
+# here for another use (a local OPENAI_API_KEY, the deploy's own HF_TOKEN) ever reaches it.
+SPACE_PREFIX = "SPACE_"
+# Variables of the table that the Space itself sets, though the app reads them: pushing one would override the
+# platform's (SPACE_ID tells the app it runs on a Space; with `hf_oauth: true` the Space sets OAUTH_CLIENT_SECRET).
+# Rows of section "platform", and those with no field (Gradio's own), are never pushed either.
+SET_BY_SPACES = frozenset({"SPACE_ID", "OAUTH_CLIENT_SECRET"})
+# The deploy's own settings, read here and never pushed; no Space setting may take their names.
+DEPLOY_OWN = frozenset({"HF_TOKEN", "SPACE_ID", "SPACE_HARDWARE"})
+
+
 @dataclass(frozen=True)
 class SpaceSetting:
-    """A Space variable (public, copied on "Duplicate this Space") or secret, synced when its source is set here."""
+    """A Space variable (public, copied on "Duplicate this Space") or secret, pushed when its source is set here."""
 
     key: str  # its name on the Space, as services/config.py reads it
-    source: str  # the environment variable the deploy reads its value from
+    source: str  # the environment variable the deploy reads its value from: SPACE_<key>
     secret: bool
+    parse: Callable[[str], Any] = field(default=str, repr=False, compare=False)  # the app's parser, to check it
+
+    def describe(self) -> str:
+        """How the plan and the log name it, e.g. `HF_TOKEN (secret, from SPACE_HF_TOKEN)`; never its value."""
+        return f"{self.key} ({'secret' if self.secret else 'variable'}, from {self.source})"
 
 
-SPACE_SETTINGS = (
-    SpaceSetting("LLM_BACKEND", "LLM_BACKEND", secret=False),
-    SpaceSetting("LLM_MODEL", "LLM_MODEL", secret=False),
-    SpaceSetting("OPENAI_BASE_URL", "OPENAI_BASE_URL", secret=False),
-    SpaceSetting("OPENAI_API_KEY", "OPENAI_API_KEY", secret=True),
-    # Not the deploy's own HF_TOKEN: that one can write to the owner's repos, and the Space must never hold it.
-    SpaceSetting("HF_TOKEN", "SPACE_HF_TOKEN", secret=True),
-)
+def _pushable(variable: Variable) -> bool:
+    return variable.field is not None and variable.section != "platform" and variable.name not in SET_BY_SPACES
+
+
+def space_settings(variables: Sequence[Variable] | None = None) -> tuple[SpaceSetting, ...]:
+    """The settings a Space may get, from `services.config.VARIABLES` (read at each call) unless given."""
+    table = VARIABLES if variables is None else variables
+    settings = tuple(
+        SpaceSetting(v.name, SPACE_PREFIX + v.name, secret=v.secret, parse=v.parse) for v in table if _pushable(v)
+    )
+    clashes = sorted({s.source for s in settings} & DEPLOY_OWN)
+    if clashes:
+        raise RuntimeError(f"Space settings whose source is one of the deploy's own variables: {clashes}")
+    return settings
+
+
+SPACE_SETTINGS = space_settings()
 
 
 class DeployError(Exception):
@@ -164,7 +200,14 @@ class InvalidConfigError(DeployError, ValueError):
 
 
 class UnsafeVariableError(DeployError, ValueError):
-    """Raised when a value meant for a public Space variable carries credentials."""
+    """Raised when a Space setting here would leak a credential or break the Space; nothing is sent.
+
+    Its problems name the variables, never their values.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} Space setting problem(s), nothing sent: {'; '.join(problems)}")
 
 
 class HubRequestError(DeployError):
@@ -269,19 +312,81 @@ def _check_config(root: Path, files: Sequence[str]) -> list[str]:
     return problems
 
 
-def _settings_to_sync(env: Mapping[str, str]) -> list[tuple[SpaceSetting, str]]:
-    """The settings whose source is set (blank counts as unset: GitHub passes an unset `vars.X` as "")."""
-    chosen = []
-    for setting in SPACE_SETTINGS:
+@dataclass(frozen=True)
+class SettingsPlan:
+    """What this environment would set on the Space, what it refuses, and what it leaves out; names only."""
+
+    chosen: list[tuple[SpaceSetting, str]]  # each setting to push, with its value
+    problems: list[str]  # why the deploy must stop: a leaked credential or a value the app would refuse
+    ignored: list[str]  # SPACE_ names set here that are not pushed, each with the reason
+    unprefixed: list[str]  # plain names set here that are not pushed (local use, or the deploy's own HF_TOKEN)
+
+    def lines(self) -> list[str]:
+        """The plan's lines: each setting with its source, then what is left out and why; never a value."""
+        lines = [setting.describe() for setting, _ in self.chosen] or ["none set"]
+        if self.unprefixed:
+            lines.append(f"not pushed (set here without {SPACE_PREFIX}): {', '.join(self.unprefixed)}")
+        lines += [f"warning: {warning}" for warning in self.ignored]
+        return lines
+
+
+def _has_credentials(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        return bool(parts.username or parts.password)
+    except ValueError:  # not a URL at all (an unbalanced "[" reads as a broken IPv6 address)
+        return False
+
+
+def _invalid(setting: SpaceSetting, value: str) -> str | None:
+    """Why the app would refuse `value` at start-up, without the value; None when it parses."""
+    try:
+        setting.parse(value)
+    except ValueError as error:
+        # The parsers end their reason with ", got <the value>": cut it, and say nothing more if it still shows.
+        reason = str(error).split(", got ")[0].rstrip(".")
+        detail = "" if setting.secret or value in reason else f": {reason}"
+        return f"{setting.source} is not a valid {setting.key}{detail}"
+    return None
+
+
+def _settings_to_sync(env: Mapping[str, str], deploy_token: str | None = None) -> SettingsPlan:
+    """Read SPACE_<name> for every Space setting (blank counts as unset: GitHub passes an unset `vars.X` as "")."""
+    settings = space_settings()
+    chosen: list[tuple[SpaceSetting, str]] = []
+    problems: list[str] = []
+    for setting in settings:
         value = env.get(setting.source, "").strip()
         if not value:
             continue
-        parts = urlsplit(value)
-        if not setting.secret and (parts.username or parts.password):
+        if deploy_token and value == deploy_token:
+            # The write token would let the Space's code, or anything it talks to, push to the owner's repos.
+            problems.append(f"{setting.source} is the deploy's own HF_TOKEN: give the Space a token of its own")
+        elif not setting.secret and _has_credentials(value):
             # Variables are public: a URL with user:password@ in it belongs in a secret. The value is not echoed.
-            raise UnsafeVariableError(f"{setting.source} holds credentials in its URL, and Space variables are public")
-        chosen.append((setting, value))
-    return chosen
+            problems.append(f"{setting.source} holds credentials in its URL, and Space variables are public")
+        elif (reason := _invalid(setting, value)) is not None:
+            problems.append(reason)
+        else:
+            chosen.append((setting, value))
+    sources = {setting.source for setting in settings}
+    known = {variable.name for variable in VARIABLES}
+    ignored = []
+    for name in sorted(env):
+        if not name.startswith(SPACE_PREFIX) or name in sources or name in DEPLOY_OWN or not env[name].strip():
+            continue
+        key = name.removeprefix(SPACE_PREFIX)
+        if key in SET_BY_SPACES:
+            reason = f"{key} is set by Spaces, never pushed"
+        elif key in known:
+            reason = f"{key} is the platform's own (Gradio or Spaces sets it), never pushed"
+        else:
+            reason = f"{key} is not a variable the app reads (services/config.py)"
+        ignored.append(f"{name} is ignored: {reason}")
+    unprefixed = [s.key for s in settings if s.key != "HF_TOKEN" and env.get(s.key, "").strip()]
+    if env.get("HF_TOKEN", "").strip():
+        unprefixed.append("HF_TOKEN (the deploy's token)")
+    return SettingsPlan(chosen, problems, ignored, unprefixed)
 
 
 def _check_space_id(space_id: str | None) -> str:
@@ -408,22 +513,27 @@ def deploy(
         say(f"  {problem}")
     if problems:
         raise InvalidConfigError(problems)
-    settings = _settings_to_sync(env)
+    settings = _settings_to_sync(env, deploy_token=token)
+    if settings.problems:
+        raise UnsafeVariableError(settings.problems)
 
     say(f"Deploying {sha} to {url}")
+    say("Space settings:")
+    for line in settings.lines():
+        say(f"  {line}")
     with _hub_step("create_repo", space_id):
         # space_hardware only applies when the Space is created (free accounts may create ZeroGPU Spaces only).
         extra = {"space_hardware": hardware} if hardware else {}
         api.create_repo(space_id, repo_type="space", space_sdk="gradio", exist_ok=True, **extra)
     # Before the upload, so the build it triggers starts with them (each change also restarts the Space).
-    for setting, value in settings:
+    for setting, value in settings.chosen:
         kind = "secret" if setting.secret else "variable"
         with _hub_step(f"add_space_{kind} {setting.key}", space_id):
             if setting.secret:
                 api.add_space_secret(space_id, setting.key, value)
             else:
                 api.add_space_variable(space_id, setting.key, value)
-        say(f"Set Space {kind} {setting.key} (from {setting.source})")
+        say(f"Set {setting.describe()}")
     say(f"Uploading {len(files)} files")
     with _hub_step("upload_folder", space_id):
         # Fresh lists: upload_folder appends its defaults to ignore_patterns in place.
@@ -483,16 +593,20 @@ def dry_run(*, space_id: str | None, root: Path, sha: str, env: Mapping[str, str
     print(f"Files to upload ({len(files)}):")
     for name in files:
         print(f"  {name}")
+    settings = _settings_to_sync(env, deploy_token=env.get("HF_TOKEN", "").strip() or None)
+    problems += settings.problems
     print("Configuration: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
     for problem in problems:
         print(f"  {problem}")
-    names = [f"{setting.key} ({'secret' if setting.secret else 'variable'})" for setting in SPACE_SETTINGS]
-    chosen = [f"{s.key} ({'secret' if s.secret else 'variable'})" for s, _ in _settings_to_sync(env)]
+    accepted = ", ".join(f"{s.key}{' (secret)' if s.secret else ''}" for s in space_settings())
     print("Planned steps:")
     created = f", space_hardware={hardware!r}" if hardware else ""
     print(f'  1. create_repo(repo_type="space", space_sdk="gradio", exist_ok=True{created})')
-    print(f"  2. set Space settings from this environment: {', '.join(chosen) or 'none set'}")
-    print(f"     (synced when set: {', '.join(names)})")
+    print(f"  2. set Space settings, each X only from {SPACE_PREFIX}X here (values are never printed):")
+    for line in settings.lines():
+        print(f"       {line}")
+    wrapped = textwrap.wrap(f"X is one of: {accepted}", width=114, break_on_hyphens=False)
+    print("\n".join(f"     {line}" for line in wrapped))
     print(f'  3. upload_folder(commit_message="Deploy {sha}") with the files above;')
     print("     remote files matching these patterns and not uploaded are deleted:")
     print(f"     {' '.join(DELETE_PATTERNS)}")
@@ -544,7 +658,8 @@ def main(
         return dry_run(space_id=space_id, root=args.root, sha=sha, env=env, hardware=hardware)
     token = env.get("HF_TOKEN", "").strip() or None
     # Scrubbed from the error line, in case a Hub or client message ever quotes one.
-    secrets = [token or "", *(env.get(s.source, "").strip() for s in SPACE_SETTINGS if s.secret)]
+    secret_names = [name for s in space_settings() if s.secret for name in (s.source, s.key)]
+    secrets = [token or "", *(env.get(name, "").strip() for name in secret_names)]
     api = (make_api or _make_hf_api)(token)
     policy = None if args.no_wait else (wait or WaitPolicy(timeout=args.timeout))
     check = None if args.no_smoke else (smoke or functools.partial(gradio_smoke, token=token))

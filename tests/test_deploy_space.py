@@ -32,7 +32,9 @@ from scripts.deploy_space import (
     gradio_smoke,
     main,
     plan_files,
+    space_settings,
 )
+from services.config import VARIABLES, Variable
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = "someone/space-chat"
@@ -474,9 +476,34 @@ class TestSmoke:
 
 SECRETS = {
     "HF_TOKEN": TOKEN,
-    "OPENAI_API_KEY": "sk-openai-secret-value-1234",
+    "SPACE_OPENAI_API_KEY": "sk-openai-secret-value-1234",
     "SPACE_HF_TOKEN": "hf_space_read_token_5678",
+    "OPENAI_API_KEY": "sk-local-chatting-key-9012",  # exported for local chatting: never pushed
 }
+# The rows of VARIABLES a Space may hold: not Gradio's (no field), not the platform's, not those Spaces sets.
+SPACE_ROWS = [
+    variable
+    for variable in VARIABLES
+    if variable.field is not None and variable.section != "platform" and variable.name != "OAUTH_CLIENT_SECRET"
+]
+
+
+def sample_value(variable: Variable) -> str:
+    """A value the variable's own parser takes, from a few that between them suit every row."""
+    for value in ("1", "60", "1048576", "auto", "owner", "system", "true", "admin:pw", "https://api.example.com/v1"):
+        try:
+            variable.parse(value)
+        except ValueError:
+            continue
+        return value
+    raise AssertionError(f"no sample value for {variable.name}")
+
+
+def settings_lines(lines: list[str]) -> list[str]:
+    """The plan's settings lines, as deploy() says them: those after "Space settings:", until "Set" or "Uploading"."""
+    start = lines.index("Space settings:") + 1
+    end = next(i for i, line in enumerate(lines) if i > start and not line.startswith("  "))
+    return [line.strip() for line in lines[start:end]]
 
 
 class TestSettingsAndSecrets:
@@ -484,30 +511,132 @@ class TestSettingsAndSecrets:
         return {
             "SPACE_ID": SPACE,
             "GITHUB_SHA": SHA,
-            "LLM_MODEL": "gpt-4o-mini",
-            "OPENAI_BASE_URL": "https://api.example.com/v1",
-            "LLM_BACKEND": "",  # an unset GitHub variable arrives empty
+            "SPACE_LLM_MODEL": "gpt-4o-mini",
+            "SPACE_OPENAI_BASE_URL": "https://api.example.com/v1",
+            "SPACE_LLM_BACKEND": "",  # an unset GitHub variable arrives empty
+            "LLM_MODEL": "llama3.2",  # a local setting, never pushed
             **SECRETS,
             **extra,
         }
 
     def test_synced_before_the_upload(self, project, clock):
-        """Variables and secrets set here reach the Space before the upload that triggers the build."""
+        """SPACE_ settings reach the Space under their own names, before the upload that triggers the build."""
         hub = FakeHub()
         assert cli(hub, clock, project, env=self.env()) == 0
         assert hub.variables == {"LLM_MODEL": "gpt-4o-mini", "OPENAI_BASE_URL": "https://api.example.com/v1"}
-        assert hub.secrets == {"OPENAI_API_KEY": SECRETS["OPENAI_API_KEY"], "HF_TOKEN": SECRETS["SPACE_HF_TOKEN"]}
+        assert hub.secrets == {"OPENAI_API_KEY": SECRETS["SPACE_OPENAI_API_KEY"], "HF_TOKEN": SECRETS["SPACE_HF_TOKEN"]}
         names = hub.names()
         assert names.index("upload_folder") > max(i for i, n in enumerate(names) if n.startswith("add_space_"))
 
-    def test_deploy_token_never_becomes_a_space_secret(self, project, clock):
-        """Without SPACE_HF_TOKEN, the deploy's write token is not handed to the Space."""
+    def test_plain_openai_api_key_is_not_pushed(self, project, clock):
+        """An OPENAI_API_KEY exported for local chatting stays local: no SPACE_ name, no Space secret."""
+        hub, lines = FakeHub(), []
+        run(hub, project, clock, env={"OPENAI_API_KEY": SECRETS["OPENAI_API_KEY"]}, say=lines.append)
+        assert hub.secrets == {}
+        assert hub.variables == {}
+        assert settings_lines(lines) == ["none set", "not pushed (set here without SPACE_): OPENAI_API_KEY"]
+
+    def test_space_openai_api_key_is_the_openai_api_key_secret(self, project, clock):
+        """SPACE_OPENAI_API_KEY becomes the Space's OPENAI_API_KEY secret, and nothing else."""
+        hub = FakeHub()
+        run(hub, project, clock, env={"SPACE_OPENAI_API_KEY": SECRETS["SPACE_OPENAI_API_KEY"]})
+        assert hub.secrets == {"OPENAI_API_KEY": SECRETS["SPACE_OPENAI_API_KEY"]}
+        assert hub.variables == {}
+
+    def test_plan_names_each_setting_with_its_source(self, project, clock):
+        """The real run's plan and log say what each setting is and where it came from; never its value."""
+        hub, lines = FakeHub(), []
+        env = {"SPACE_HF_TOKEN": SECRETS["SPACE_HF_TOKEN"], "SPACE_LLM_MODELS": "gpt-4o,gpt-4o-mini"}
+        run(hub, project, clock, env=env, say=lines.append)
+        expected = ["HF_TOKEN (secret, from SPACE_HF_TOKEN)", "LLM_MODELS (variable, from SPACE_LLM_MODELS)"]
+        assert settings_lines(lines) == expected
+        assert [line for line in lines if line.startswith("Set ")] == [f"Set {line}" for line in expected]
+        assert not [line for line in lines if "gpt-4o" in line or SECRETS["SPACE_HF_TOKEN"] in line]
+
+    def test_deploy_token_never_becomes_a_space_secret(self, project, clock, capsys):
+        """The deploy's HF_TOKEN is not handed to the Space, and is named as not pushed."""
         hub = FakeHub()
         env = self.env()
         del env["SPACE_HF_TOKEN"]
-        cli(hub, clock, project, env=env)
+        assert cli(hub, clock, project, env=env) == 0
+        assert "HF_TOKEN" not in hub.secrets
         assert TOKEN not in hub.secrets.values()
         assert TOKEN not in hub.variables.values()
+        out = capsys.readouterr().out
+        assert "  not pushed (set here without SPACE_): OPENAI_API_KEY, LLM_MODEL, HF_TOKEN (the deploy's token)" in out
+
+    def test_deploy_token_as_space_hf_token_is_refused(self, project, clock, capsys):
+        """SPACE_HF_TOKEN set to the deploy's own write token stops the deploy before any call, without echoing it."""
+        hub = FakeHub()
+        code = cli(hub, clock, project, env=self.env(SPACE_HF_TOKEN=TOKEN))
+        err = capsys.readouterr().err
+        assert code == 1
+        assert hub.calls == []
+        assert err == (
+            "error: 1 Space setting problem(s), nothing sent: SPACE_HF_TOKEN is the deploy's own HF_TOKEN: give the"
+            " Space a token of its own\n"
+        )
+
+    @pytest.mark.parametrize(
+        ("name", "reason"),
+        [
+            ("SPACE_SPACE_ID", "SPACE_ID is set by Spaces, never pushed"),
+            (
+                "SPACE_GRADIO_SERVER_PORT",
+                "GRADIO_SERVER_PORT is the platform's own (Gradio or Spaces sets it), never pushed",
+            ),
+            (
+                "SPACE_GRADIO_SERVER_NAME",
+                "GRADIO_SERVER_NAME is the platform's own (Gradio or Spaces sets it), never pushed",
+            ),
+            ("SPACE_OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET is set by Spaces, never pushed"),
+            ("SPACE_LLM_MODLE", "LLM_MODLE is not a variable the app reads (services/config.py)"),
+        ],
+    )
+    def test_platform_and_unknown_names_are_ignored_with_a_warning(self, project, clock, name, reason):
+        """A SPACE_ name that is not a Space setting is not pushed, and the plan warns about it by name."""
+        hub, lines = FakeHub(), []
+        run(hub, project, clock, env={name: "7861"}, say=lines.append)
+        assert hub.variables == {}
+        assert hub.secrets == {}
+        assert settings_lines(lines) == ["none set", f"warning: {name} is ignored: {reason}"]
+
+    def test_every_space_row_of_the_table_is_accepted(self):
+        """The settings are VARIABLES' rows a Space may hold, each as SPACE_<name>, secret where the table says."""
+        assert [(s.key, s.source, s.secret) for s in space_settings()] == [
+            (v.name, f"SPACE_{v.name}", v.secret) for v in SPACE_ROWS
+        ]
+        assert space_settings() == deploy_space.SPACE_SETTINGS
+
+    def test_every_space_row_of_the_table_is_pushed(self, project, clock):
+        """Each accepted SPACE_ name, with a value its parser takes, reaches the Space under the plain name."""
+        hub = FakeHub()
+        run(hub, project, clock, env={f"SPACE_{v.name}": sample_value(v) for v in SPACE_ROWS})
+        assert set(hub.secrets) == {v.name for v in SPACE_ROWS if v.secret}
+        assert set(hub.variables) == {v.name for v in SPACE_ROWS if not v.secret}
+
+    def test_a_row_added_to_the_table_is_picked_up(self, project, clock, monkeypatch):
+        """The deploy keeps no list of its own: a new VARIABLES row is pushed from its SPACE_ name at once."""
+        new = (
+            Variable("NEW_KNOB", "new_knob", str, "A hypothetical setting.", "chat"),
+            Variable("NEW_KEY", "new_key", str, "A hypothetical secret.", "backend", secret=True),
+            Variable("NEW_PORT", None, str, "A hypothetical Gradio variable.", "platform"),
+        )
+        monkeypatch.setattr(deploy_space, "VARIABLES", (*VARIABLES, *new))
+        hub = FakeHub()
+        run(hub, project, clock, env={"SPACE_NEW_KNOB": "on", "SPACE_NEW_KEY": "k-1234", "SPACE_NEW_PORT": "1"})
+        assert hub.variables == {"NEW_KNOB": "on"}
+        assert hub.secrets == {"NEW_KEY": "k-1234"}
+
+    def test_set_by_spaces_matches_the_table(self):
+        """SET_BY_SPACES names rows of VARIABLES, and every row whose default is "set by Spaces" is in it."""
+        assert {v.name for v in VARIABLES if v.default == "set by Spaces"} == deploy_space.SET_BY_SPACES
+
+    def test_a_setting_may_not_take_a_deploy_name(self):
+        """A row whose SPACE_ name is the deploy's own (SPACE_ID, SPACE_HARDWARE) fails loudly, not silently."""
+        row = Variable("HARDWARE", "hardware", str, "A hypothetical clash.", "access")
+        with pytest.raises(RuntimeError, match=r"deploy's own variables: \['SPACE_HARDWARE'\]"):
+            space_settings([*VARIABLES, row])
 
     def test_values_never_printed(self, project, clock, capsys, caplog):
         """Names are printed; no secret value appears in stdout, stderr or logs, in the dry run either."""
@@ -517,39 +646,58 @@ class TestSettingsAndSecrets:
         main(["--root", str(project), "--dry-run"], env=self.env(), make_api=lambda t: hub)
         out, err = capsys.readouterr()
         text = out + err + caplog.text
-        assert "OPENAI_API_KEY" in out
-        for value in SECRETS.values():
+        assert "OPENAI_API_KEY (secret, from SPACE_OPENAI_API_KEY)" in out
+        for value in (*SECRETS.values(), "gpt-4o-mini", "llama3.2", "api.example.com"):
             assert value not in text
 
     def test_secret_in_an_error_is_scrubbed(self, project, clock, capsys):
-        """If a Hub error ever quotes a secret, the printed line shows *** instead."""
+        """If a Hub error ever quotes a secret, even a local one never pushed, the printed line shows ***."""
         hub = FakeHub()
-        hub.fail["upload_folder"] = hub_error(401, f"401 bad credentials {TOKEN} / {SECRETS['OPENAI_API_KEY']}")
+        quoted = " / ".join(SECRETS.values())
+        hub.fail["upload_folder"] = hub_error(401, f"401 bad credentials {quoted}")
         code = cli(hub, clock, project, env=self.env())
         out, err = capsys.readouterr()
         assert code == 1
         assert "upload_folder failed" in err
-        assert "***" in err
+        assert "401 bad credentials *** / *** / *** / ***" in err
         for value in SECRETS.values():
             assert value not in out + err
 
     def test_credentials_in_a_public_variable_are_refused(self, project, clock, capsys):
         """A URL with user:password@ is not published as a variable; nothing is sent, the value is not echoed."""
         hub = FakeHub()
-        env = self.env(OPENAI_BASE_URL="https://user:pa55word@llm.example.com/v1")
+        env = self.env(SPACE_OPENAI_BASE_URL="https://user:pa55word@llm.example.com/v1")
         code = cli(hub, clock, project, env=env)
         err = capsys.readouterr().err
         assert code == 1
         assert hub.calls == []
-        assert "OPENAI_BASE_URL" in err
+        assert "SPACE_OPENAI_BASE_URL holds credentials in its URL" in err
         assert "pa55word" not in err
         with pytest.raises(UnsafeVariableError):
             run(hub, project, clock, env=env)
 
+    def test_credentials_in_a_secret_url_are_pushed(self, project, clock):
+        """The same URL in a secret is fine: secrets are private."""
+        hub = FakeHub()
+        run(hub, project, clock, env={"SPACE_OPENAI_API_KEY": "https://user:pa55word@llm.example.com/v1"})
+        assert hub.secrets == {"OPENAI_API_KEY": "https://user:pa55word@llm.example.com/v1"}
+
+    def test_a_value_the_app_would_refuse_stops_the_deploy(self, project, clock, capsys):
+        """A value the Space would fail to start with is caught first, named with the reason but not the value."""
+        hub = FakeHub()
+        code = cli(hub, clock, project, env=self.env(SPACE_LLM_BACKEND="opneai", SPACE_APP_AUTH="no-colon-here"))
+        err = capsys.readouterr().err
+        assert code == 1
+        assert hub.calls == []
+        assert err == (
+            "error: 2 Space setting problem(s), nothing sent: SPACE_LLM_BACKEND is not a valid LLM_BACKEND: must be"
+            " one of auto, openai, local; SPACE_APP_AUTH is not a valid APP_AUTH\n"
+        )
+
     def test_blank_values_are_not_synced(self, project, clock):
         """An unset (empty) GitHub variable leaves the Space's own setting alone."""
         hub = FakeHub()
-        run(hub, project, clock, env={"LLM_BACKEND": "", "LLM_MODEL": "  "})
+        run(hub, project, clock, env={"SPACE_LLM_BACKEND": "", "SPACE_LLM_MODEL": "  ", "SPACE_APP_AUTH": ""})
         assert hub.variables == {}
         assert hub.secrets == {}
 
@@ -641,7 +789,8 @@ def cli(hub: FakeHub, clock: FakeClock, root: Path, *argv: str, env: dict[str, s
 
 def dry_run(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
     """`python scripts/deploy_space.py --dry-run` as a person would run it: no token, any Hub call would fail."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"HF_TOKEN", "SPACE_ID", *SECRETS}}
+    settings = {name for s in space_settings() for name in (s.key, s.source)}
+    clean = {k: v for k, v in os.environ.items() if k not in {"SPACE_ID", *settings} and not k.startswith("SPACE_")}
     # A closed port as the Hub: a request would raise instead of silently succeeding.
     clean.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_DISABLE_TELEMETRY="1", **env)
     return subprocess.run(
@@ -663,6 +812,14 @@ def listed_files(stdout: str) -> list[str]:
             break
         files.append(line.strip())
     return files
+
+
+def plan_settings(stdout: str) -> list[str]:
+    """The dry run's settings lines: those under step 2, before the list of accepted names."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  2. set Space settings"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("     X is one of: "))
+    return [line.strip() for line in lines[start + 1 : end]]
 
 
 def tracked(prefix: str) -> list[str]:
@@ -711,12 +868,37 @@ class TestDryRunOnTheRealTree:
         assert "services/*" in out  # the delete patterns are shown
 
     def test_names_settings_never_values(self):
-        """Settings to sync are listed by name; their values never appear."""
-        result = dry_run(OPENAI_API_KEY="sk-dry-run-secret", LLM_MODEL="visible-model-name")
-        assert "OPENAI_API_KEY (secret)" in result.stdout
-        assert "LLM_MODEL (variable)" in result.stdout
-        assert "sk-dry-run-secret" not in result.stdout + result.stderr
-        assert "visible-model-name" not in result.stdout + result.stderr
+        """The plan names each setting with its source, and what it leaves out; never a value."""
+        result = dry_run(
+            SPACE_OPENAI_API_KEY="sk-dry-run-secret",
+            SPACE_LLM_MODELS="visible-model-name",
+            OPENAI_API_KEY="sk-local-only",
+            SPACE_GRADIO_SERVER_PORT="7861",
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert plan_settings(result.stdout) == [
+            "OPENAI_API_KEY (secret, from SPACE_OPENAI_API_KEY)",
+            "LLM_MODELS (variable, from SPACE_LLM_MODELS)",
+            "not pushed (set here without SPACE_): OPENAI_API_KEY",
+            "warning: SPACE_GRADIO_SERVER_PORT is ignored: GRADIO_SERVER_PORT is the platform's own (Gradio or"
+            " Spaces sets it), never pushed",
+        ]
+        for value in ("sk-dry-run-secret", "visible-model-name", "sk-local-only", "7861"):
+            assert value not in result.stdout + result.stderr
+
+    def test_lists_every_accepted_setting(self):
+        """The plan lists every name it would push from, secrets marked, so a typo can be checked against it."""
+        text = " ".join(dry_run().stdout.split())
+        accepted = ", ".join(f"{s.key}{' (secret)' if s.secret else ''}" for s in space_settings())
+        assert f"X is one of: {accepted} 3. upload_folder(" in text
+
+    def test_setting_problems_exit_one(self, project, capsys):
+        """A setting the real deploy would refuse fails the dry run with the reason, instead of a traceback."""
+        env = {"SPACE_OPENAI_BASE_URL": "https://user:pa55word@llm.example.com/v1"}
+        assert main(["--dry-run", "--root", str(project)], env=env) == 1
+        out = capsys.readouterr().out
+        assert "Configuration: 1 problem(s)\n  SPACE_OPENAI_BASE_URL holds credentials in its URL" in out
+        assert "pa55word" not in out
 
     def test_invalid_config_exits_one(self, project, capsys):
         """The dry run fails when the real deploy would, and says why."""

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.deploy_space import SPACE_SETTINGS
+from scripts.deploy_space import DEPLOY_OWN, SPACE_PREFIX, space_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -138,12 +138,46 @@ class TestDeploy:
         assert env["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
         assert env["SPACE_ID"] == "${{ vars.SPACE_ID }}"
 
+    def test_space_settings_are_names_the_script_accepts(self):
+        """Every SPACE_ name passed to the deploy, besides its own SPACE_ID and SPACE_HARDWARE, is a Space setting."""
+        passed = {name for name in self.deploy_step()["env"] if name.startswith(SPACE_PREFIX)}
+        accepted = {setting.source for setting in space_settings()}
+        assert passed - accepted == {"SPACE_ID", "SPACE_HARDWARE"}
+
     def test_space_settings_come_from_the_right_store(self):
-        """Every setting the script syncs is passed in: Space secrets from secrets, Space variables from vars."""
+        """A Space secret comes from the repository's secrets, a Space variable from its variables, same name."""
         env = self.deploy_step()["env"]
-        for setting in SPACE_SETTINGS:
+        settings = [setting for setting in space_settings() if setting.source in env]
+        for setting in settings:
             store = "secrets" if setting.secret else "vars"
-            assert env.get(setting.source) == f"${{{{ {store}.{setting.source} }}}}", setting.source
+            assert env[setting.source] == f"${{{{ {store}.{setting.source} }}}}", setting.source
+        assert {s.key for s in settings if s.secret} == {"OPENAI_API_KEY", "HF_TOKEN", "HISTORY_SECRET", "APP_AUTH"}
+
+    def test_passes_the_main_space_settings(self):
+        """The settings a Space owner most often sets are wired, each under its SPACE_ name."""
+        env = self.deploy_step()["env"]
+        wanted = {
+            "LLM_BACKEND",
+            "LLM_MODELS",
+            "LLM_MODEL",
+            "OPENAI_BASE_URL",
+            "HF_ROUTER_MODELS",
+            "ANONYMOUS_CHAT",
+            "SIGN_IN",
+            "SYSTEM_PROMPT",
+            "OPENAI_API_KEY",
+            "HF_TOKEN",
+            "HISTORY_SECRET",
+            "APP_AUTH",
+        }
+        assert {SPACE_PREFIX + name for name in wanted} <= set(env)
+
+    def test_no_plain_space_setting_names(self):
+        """No setting is passed under its plain name: the script would not push it, and HF_TOKEN is the deploy's."""
+        env = self.deploy_step()["env"]
+        plain = {setting.key for setting in space_settings()} & set(env)
+        assert plain == {"HF_TOKEN"}
+        assert set(env) - {s.source for s in space_settings()} == DEPLOY_OWN
 
     def test_secrets_never_interpolated_into_commands(self):
         """Secrets reach the script through env only: `${{ secrets.X }}` in a run line would land in the log."""
