@@ -11,8 +11,33 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 from typing import Any
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {port}")
+    return port
+
+
+def _port_from_environment() -> int | None:
+    """GRADIO_SERVER_PORT, checked before Gradio is imported: Gradio reads it as a number when it loads, and a
+    malformed value ended in its traceback."""
+    value = os.environ.get("GRADIO_SERVER_PORT", "").strip()
+    try:
+        return _port(value) if value else None
+    except argparse.ArgumentTypeError as error:
+        raise SystemExit(f"Configuration error: GRADIO_SERVER_PORT: {error}.") from None
+
+
+_ENV_PORT = _port_from_environment()
 
 import gradio as gr
 
@@ -58,11 +83,13 @@ def build_demo(settings: Settings, backend: ChatBackend, *, access: Access | Non
     without it, everyone chats with `backend`.
     """
     access = access or Access(owner=backend, owner_models=_models_of(backend))
+    # A session keeps its conversation as a browser would store it (HISTORY_CONVERSATION_CHARS); what the model
+    # is sent of it is trimmed again, to MAX_HISTORY_CHARS, by services.chat.
     sessions = SessionStore(
         capacity=settings.session_capacity,
         ttl=settings.session_ttl,
         max_messages=settings.max_history_messages,
-        max_chars=settings.max_history_chars,
+        max_chars=settings.history_conversation_chars,
     )
     assistant = Assistant(settings, access, ChatRateLimits.from_settings(settings))
     history = HistoryPanel(settings, sessions)
@@ -108,10 +135,7 @@ def demo_from_environment() -> SpaceBlocks:
 
     A malformed variable stops start-up with one line naming it (`SystemExit`), instead of a traceback.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One INFO line per HTTP request to the model server is noise, and costs time on the streaming path.
-    for name in ("httpx", "httpx2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _configure_logging()
     try:
         settings = load_settings()
         scrubber = Scrubber(settings.secrets())
@@ -128,6 +152,7 @@ def demo_from_environment() -> SpaceBlocks:
             local = owner if owner.name == "local" else create_local_backend(settings)
     except ConfigError as error:
         raise SystemExit(f"Configuration error: {error}") from None
+    _one_handler_for_libraries()
     access = Access(
         owner=owner,
         owner_models=_models_of(owner),
@@ -140,21 +165,66 @@ def demo_from_environment() -> SpaceBlocks:
     return build_demo(settings, owner, access=access)
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # a library's warnings.warn() through the same handler, once
+    # One INFO line per HTTP request to the model server is noise, and costs time on the streaming path.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    _one_handler_for_libraries()
+
+
+def _one_handler_for_libraries() -> None:
+    """huggingface_hub and transformers give their loggers a stderr handler of their own, on top of the root one:
+    each of their lines was printed twice. Their records now go to the root handler only."""
+    for name in ("huggingface_hub", "transformers"):
+        library = logging.getLogger(name)
+        for handler in list(library.handlers):
+            if isinstance(handler, logging.StreamHandler):
+                library.removeHandler(handler)
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the Space Chat app locally.")
     parser.add_argument("--host", help="interface to bind (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: GRADIO_SERVER_PORT, else 7860)")
+    parser.add_argument(
+        "--port", type=_port, help="port to listen on (default: GRADIO_SERVER_PORT, else the first free from 7860)"
+    )
     parser.add_argument("--share", action="store_true", help="also open a temporary public share link")
     parser.add_argument("--inbrowser", action="store_true", help="open the app in a browser tab")
     return parser.parse_args(argv)
 
 
+def _port_taken(host: str | None, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
-    """The command line: parse the options first, so that `--help` answers before any model loads."""
+    """The command line: parse the options first, so that `--help` answers before any model loads.
+
+    A port asked for (--port, GRADIO_SERVER_PORT) that is taken stops start-up with one line, before anything
+    loads; Gradio would otherwise move to the next free port without a word. With neither, Gradio's own search
+    from 7860 applies.
+    """
     args = _parse_args(argv)
+    port = args.port or _ENV_PORT
+    host = args.host or os.environ.get("GRADIO_SERVER_NAME") or None
+    if port is not None and _port_taken(host, port):
+        source = "--port" if args.port else "GRADIO_SERVER_PORT"
+        raise SystemExit(f"Cannot start: port {port} ({source}) is already in use. Stop what uses it, or pick another.")
     global demo
     demo = demo_from_environment()
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share or None, inbrowser=args.inbrowser)
+    try:
+        demo.launch(server_name=args.host, server_port=port, share=args.share or None, inbrowser=args.inbrowser)
+    except OSError as error:
+        # Taken between the check above and the launch, or no free port from 7860 on.
+        raise SystemExit(f"Cannot start: {error}") from None
 
 
 def __getattr__(name: str) -> Any:

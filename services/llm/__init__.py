@@ -90,6 +90,6 @@ def create_backend(settings: Settings, scrubber: Scrubber) -> ChatBackend:
     except ConfigError as error:
         logger.warning("No model server is configured, and the local model could not load: %s", error)
         return UnavailableBackend(
-            f"No model server is configured, and the local model ({settings.local_model}) could not load: "
-            f"{error}. {_WHAT_TO_SET}"
+            f"No model server is configured, and the local model could not load ({str(error).rstrip('.')}). "
+            f"{_WHAT_TO_SET}"
         )

@@ -36,6 +36,7 @@ import dataclasses
 import logging
 import math
 import queue
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -43,7 +44,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import huggingface_hub
 import spaces  # before torch: on ZeroGPU `spaces` must patch torch before anything can initialise CUDA
 import torch
 from jinja2 import TemplateError
@@ -140,6 +143,7 @@ def _load(name: str) -> LoadedModel:
     logger.info("Loading local model %s on %s (%s)…", name, device, dtype_name)
     started = time.perf_counter()
     _check_path(name)
+    _check_reachable(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError, KeyError) as e:
@@ -188,6 +192,39 @@ def _check_path(name: str) -> None:
         raise ConfigError("LOCAL_MODEL", f"{name!r} does not exist: give a model directory or a Hub model id.")
     if not path.is_dir():
         raise ConfigError("LOCAL_MODEL", f"{name!r} is a file: give the directory that holds the model's files.")
+
+
+def _check_reachable(name: str, *, timeout: float = 3.0) -> None:
+    """A Hub id that is not in this machine's cache needs the Hub: say so at once when it cannot be reached.
+
+    Without this, huggingface_hub retries each file with backoff (most of a minute) before transformers gives up
+    with a message about cached files.
+    """
+    if Path(name).exists():
+        return
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repo id: transformers' own message says what is wrong with it
+        return
+    if isinstance(cached, str):
+        return
+    where = "download it once (`hf download " + name + "`), or set LOCAL_MODEL to a folder that holds a model"
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ConfigError(
+            "LOCAL_MODEL", f"{name!r} is not in this machine's Hugging Face cache, and HF_HUB_OFFLINE is set: {where}."
+        )
+    endpoint = urlsplit(huggingface_hub.constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        reason = type(error).__name__ if not error.strerror else error.strerror
+        raise ConfigError(
+            "LOCAL_MODEL",
+            f"{name!r} is not in this machine's Hugging Face cache, and the Hub ({host}) cannot be reached from "
+            f"here ({reason}): connect to the internet, {where}. On a Space, README's preload_from_hub puts it in "
+            "the image.",
+        ) from None
 
 
 def _summary(error: Exception) -> str:

@@ -1,0 +1,99 @@
+"""A newcomer's first minutes on a fresh clone with no network to the Hub: a quick start, clear words, one line
+per launch error."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from tests.support.apps import ROOT, app_env, start_app, stop_app
+from tests.support.fake_openai import free_port
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def run_app(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "app.py", *args], cwd=ROOT, env=app_env(**env), capture_output=True, text=True, timeout=120
+    )
+
+
+class TestNoHub:
+    def test_nothing_configured_starts_fast_and_says_what_to_do(self, tmp_path: Path):
+        """No key, no server, the default Hub model not cached and the Hub unreachable: the app answers within
+        seconds (no minute of retries), and the page and the chat say what was tried, why it failed, and what
+        to set; every log line is printed once."""
+        unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens: connections are refused at once
+        started = time.monotonic()
+        app = start_app(tmp_path, timeout=30, HF_HUB_OFFLINE="0", HF_ENDPOINT=unreachable)
+        try:
+            assert time.monotonic() - started < 20
+            status = httpx.get(app.url + "config", timeout=10).text
+            for words in ("The chat is not available", "the local model could not load", "cannot be reached"):
+                assert words in status
+            with pytest.raises(AppError) as caught:
+                Client(app.url, verbose=False).predict("hi", api_name="/chat")
+            for words in ("HuggingFaceTB/SmolLM2-360M-Instruct", "cannot be reached", "Set OPENAI_API_KEY"):
+                assert words in str(caught.value)
+            assert "Retrying in" not in app.log()
+        finally:
+            stop_app(app)
+        lines = [line.split(" ", 2)[-1] for line in app.log().splitlines() if line.strip()]
+        repeated = [line for line, times in Counter(lines).items() if times > 1]
+        assert repeated == []
+
+    def test_offline_mode_is_named(self, tmp_path: Path):
+        """With HF_HUB_OFFLINE=1 the message says that is why the model was not fetched."""
+        app = start_app(tmp_path, timeout=30, HF_HUB_OFFLINE="1")
+        try:
+            assert "HF_HUB_OFFLINE is set" in httpx.get(app.url + "config", timeout=10).text
+        finally:
+            stop_app(app)
+
+
+class TestLaunchErrors:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("abc", "Configuration error: GRADIO_SERVER_PORT: expected a port number, got 'abc'."),
+            ("99999", "Configuration error: GRADIO_SERVER_PORT: expected a port from 1 to 65535, got 99999."),
+        ],
+    )
+    def test_a_malformed_port_variable_is_one_line(self, value, expected):
+        """GRADIO_SERVER_PORT that is not a port: one line naming it, a non-zero exit, no traceback."""
+        result = run_app(GRADIO_SERVER_PORT=value)
+        assert result.returncode != 0
+        assert result.stderr.strip() == expected
+
+    def test_a_busy_port_option_is_one_line(self, busy_port):
+        """--port on a port in use: one line, a non-zero exit, no traceback, and nothing loaded first."""
+        result = run_app("--port", str(busy_port))
+        assert result.returncode != 0
+        assert result.stderr.strip() == (
+            f"Cannot start: port {busy_port} (--port) is already in use. Stop what uses it, or pick another."
+        )
+
+    def test_a_busy_port_variable_does_not_move_on(self, busy_port):
+        """GRADIO_SERVER_PORT on a port in use stops start-up, instead of serving on the next port unannounced."""
+        result = run_app(GRADIO_SERVER_PORT=str(busy_port))
+        assert result.returncode != 0
+        assert result.stderr.strip() == (
+            f"Cannot start: port {busy_port} (GRADIO_SERVER_PORT) is already in use. Stop what uses it, or pick "
+            "another."
+        )
