@@ -8,6 +8,7 @@ the page, not returned). Their inputs pass unprocessed: `services.chat` checks e
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,12 +20,9 @@ from services.conversation import Limits, Turn, parse_turns
 from services.errors import ServiceError, ValidationError
 from services.sessions import SessionStore
 from ui.errors import user_errors
-from ui.gradio_patches import keep_out_of_mcp
+from ui.gradio_patches import called_through_mcp, keep_out_of_mcp
 
 __all__ = ["ChatApi", "caller_of"]
-
-# Gradio's MCP server calls queued tools through one shared gradio_client, whose requests carry this header.
-_MCP_CLIENT = ("x-gradio-user", "mcp")
 
 
 def caller_of(request: gr.Request | None, token: gr.OAuthToken | None, *, stateless: bool = False) -> Caller:
@@ -34,6 +32,20 @@ def caller_of(request: gr.Request | None, token: gr.OAuthToken | None, *, statel
     return Caller(
         session=session, address=getattr(client, "host", None) or "unknown", token=token.token if token else None
     )
+
+
+def _history_value(value: object) -> object:
+    """`/ask`'s history: a list, or its JSON text (what an MCP client sends: the input is text)."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValidationError(
+                "history", 'is not JSON: give a list such as [{"role": "user", "content": "Hi"}].'
+            ) from None
+    return value
 
 
 def _answer_of(reply: Reply, turn: Turn) -> str:
@@ -91,7 +103,7 @@ class ChatApi:
             Returns:
                 The reply so far, growing; the last value is the whole answer.
             """
-            if request is not None and request.headers.get(_MCP_CLIENT[0]) == _MCP_CLIENT[1]:
+            if called_through_mcp(request):
                 raise ValidationError("chat", "keeps a browser session's conversation; over MCP, use the `ask` tool.")
             caller = caller_of(request, oauth_token)
             session = sessions.get(caller.session or "")
@@ -121,7 +133,7 @@ class ChatApi:
         @user_errors
         async def ask(
             message: str,
-            history: list[dict[str, str]] | None = None,
+            history: str | list[dict[str, str]] | None = "",
             system_prompt: str = settings.system_prompt,
             temperature: float = settings.default_temperature,
             max_tokens: int = settings.default_max_tokens,
@@ -133,7 +145,7 @@ class ChatApi:
 
             Args:
                 message: What to ask.
-                history: The conversation so far, oldest first, as [{"role": "user" or "assistant", "content": "..."}].
+                history: Earlier turns as JSON: [{"role": "user" or "assistant", "content": "..."}] ("" if none).
                 system_prompt: Instructions for the model ("" for none).
                 temperature: Randomness, from 0 (always the likeliest words) to 2.
                 max_tokens: Longest answer, in tokens, from 1 to MAX_TOKENS_CAP.
@@ -142,7 +154,7 @@ class ChatApi:
             Returns:
                 The model's answer.
             """
-            turns = parse_turns(history, limits=limits)
+            turns = parse_turns(_history_value(history), limits=limits)
             plan = assistant.plan(
                 caller_of(request, oauth_token, stateless=True),
                 message,
@@ -184,7 +196,8 @@ class ChatApi:
             message = gr.Textbox(label="message", **hidden)
             answer = gr.Textbox(label="answer", **hidden)
             gr.Button(**hidden).click(self.chat_fn(), [message, *parameters()], answer, api_name="chat", **common)
-            history = gr.JSON(None, label="history", **hidden)
+            # Text, not gr.JSON: Gradio describes a JSON input's type as `{}`, which MCP clients reject as a schema.
+            history = gr.Textbox("", label="history", **hidden)
             gr.Button(**hidden).click(
                 self.ask_fn(), [message, history, *parameters()], answer, api_name="ask", **common
             )

@@ -23,6 +23,7 @@ __all__ = [
     "SessionStateWithoutDeepLinks",
     "UnkeptConfigs",
     "apply",
+    "called_through_mcp",
     "keep_out_of_mcp",
 ]
 
@@ -139,6 +140,19 @@ def keep_out_of_mcp(fn: F) -> F:
     if gr.__version__ == PATCHED_VERSION:
         fn._mcp_type = "session-only"  # type: ignore[attr-defined]
     return fn
+
+
+# Gradio's MCP server calls queued tools through one shared gradio_client, whose requests carry this header
+# (mcp.py, `_get_or_create_client`). A caller can send it too, but only to refuse itself a session endpoint.
+_MCP_CLIENT_HEADER = ("x-gradio-user", "mcp")
+
+
+def called_through_mcp(request: gr.Request | None) -> bool:
+    """Whether this call came through Gradio's MCP server: then it has no session of its own (every agent's
+    calls share the server's one client), so a session endpoint must refuse it, even called by name (Gradio's
+    `call_tool` does not check what `keep_out_of_mcp` hides)."""
+    name, value = _MCP_CLIENT_HEADER
+    return request is not None and request.headers.get(name) == value
 
 
 def apply(blocks: gr.Blocks) -> None:

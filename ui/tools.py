@@ -12,9 +12,9 @@ import gradio as gr
 
 from services import tools
 from services.config import Settings
-from services.sessions import SessionStore
+from services.sessions import Session, SessionStore
 from ui.errors import user_errors
-from ui.gradio_patches import keep_out_of_mcp
+from ui.gradio_patches import called_through_mcp, keep_out_of_mcp
 
 __all__ = ["Tools"]
 
@@ -126,6 +126,11 @@ class Tools:
     def counter_fns(self) -> tuple[Callable[[gr.Request], int], Callable[[gr.Request], int]]:
         sessions = self._sessions
 
+        def session_of(request: gr.Request, name: str) -> Session:
+            if called_through_mcp(request):
+                raise gr.Error(f"{name}: counts one browser session's clicks, and an MCP call has no session.")
+            return sessions.get(request.session_hash or "")
+
         @keep_out_of_mcp
         def increment(request: gr.Request) -> int:
             """Add one to this session's counter (one browser tab, or one gradio_client.Client).
@@ -133,7 +138,7 @@ class Tools:
             Returns:
                 The session's new count: 1, then 2, ...
             """
-            session = sessions.get(request.session_hash or "")
+            session = session_of(request, "increment")
             session.counter = tools.increment(session.counter)
             return session.counter
 
@@ -144,7 +149,7 @@ class Tools:
             Returns:
                 0
             """
-            sessions.get(request.session_hash or "").counter = 0
+            session_of(request, "reset_counter").counter = 0
             return 0
 
         return increment, reset_counter
