@@ -247,7 +247,10 @@ class ChatPanel:
         request: gr.Request,
         oauth_token: gr.OAuthToken | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
-        """Send: the message typed in the box."""
+        """Send: the message typed in the box. A blank box sends nothing, and says nothing: Enter was pressed on
+        nothing, which is not a mistake to report."""
+        if not isinstance(message, str) or not message.strip():
+            return
         session = self._session(request)
         params = (system_prompt, temperature, max_tokens, model)
         async for update in self._turn(session, request, oauth_token, session.turns, message, params):
