@@ -1,6 +1,6 @@
 """README.md's Configuration table, written from `services.config.VARIABLES` (tests/test_docs.py compares them).
 
-    python scripts/config_table.py    # print the table, to paste into README.md after a change to VARIABLES
+python scripts/config_table.py    # print the table, to paste into README.md after a change to VARIABLES
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.config import VARIABLES, Settings, Variable  # noqa: E402
+from services.config import VARIABLES, Settings, Variable
 
 __all__ = ["SECTIONS", "default_of", "render"]
 

@@ -183,22 +183,26 @@ def plan_save(
     known: Iterable[Meta],
     conversation_chars: int,
     total_chars_budget: int,
+    title: str = "",
+    trimmed: int = 0,
     now: float | None = None,
 ) -> SavePlan:
     """Seal this conversation for the browser, within both budgets.
 
     A conversation over `conversation_chars` keeps its newest turns; past `total_chars_budget`, the least
-    recently updated other conversations are dropped until everything fits. Either way `notice` says so.
+    recently updated other conversations are dropped until everything fits. Either way `notice` says so, and
+    also when the caller already let `trimmed` old messages go. `title` keeps the one the chat was first given.
     """
     now = time.time() if now is None else now
     notices: list[str] = []
     kept = bound_turns(turns, max_messages=seal.limits.max_messages, max_chars=conversation_chars)
-    if len(kept) < len(turns):
+    gone = trimmed + len(turns) - len(kept)
+    if gone:
         notices.append(
-            f"Only the latest {len(kept)} of this chat's {len(turns)} messages are kept in your browser "
+            f"Only the latest {len(kept)} of this chat's {len(kept) + gone} messages are kept "
             f"(HISTORY_CONVERSATION_CHARS is {conversation_chars:,} characters)."
         )
-    meta = Meta(conversation_id, title_for(turns), created or now, now, total_chars(kept))
+    meta = Meta(conversation_id, title or title_for(turns), created or now, now, total_chars(kept))
     others = sorted((m for m in known if m.id != conversation_id), key=lambda m: m.updated)
     used = meta.chars + sum(m.chars for m in others)
     dropped: list[Meta] = []
@@ -274,7 +278,7 @@ def import_json(raw: bytes, *, limits: Limits, max_bytes: int) -> Conversation:
     meta = Meta(
         new_conversation_id(),
         clean(title)[:_TITLE_CHARS] if isinstance(title, str) and title.strip() else title_for(turns),
-        float(created) if dated else now,
+        float(created) if dated and isinstance(created, (int, float)) else now,
         now,
         total_chars(turns),
     )

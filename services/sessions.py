@@ -34,6 +34,9 @@ class Session:
     # The conversations this tab's browser holds (from its last look), and when this one was last stored.
     known: tuple[Meta, ...] = ()
     stored_updated: float | None = None
+    # The chat's title, fixed by its first save; and the oldest messages let go since the last save, to say so.
+    title: str = ""
+    trimmed: int = 0
 
 
 class SessionStore:
@@ -83,8 +86,9 @@ class SessionStore:
             del self._sessions[key]
 
     def set_turns(self, session: Session, turns: Sequence[Turn]) -> list[Turn]:
-        """Replace the conversation with `turns`, bounded; returns what was kept."""
+        """Replace the conversation with `turns`, bounded; returns what was kept (`trimmed` counts what was not)."""
         session.turns = bound_turns(turns, max_messages=self.max_messages, max_chars=self.max_chars)
+        session.trimmed += len(turns) - len(session.turns)
         return session.turns
 
     def drop(self, key: str) -> None:

@@ -91,7 +91,8 @@ class TestClientFuzz:
         """/count returns the three counts or a clear error."""
         result = call(client, value, api_name="/count")
         if not isinstance(result, (AppError, httpx.HTTPStatusError)):
-            assert isinstance(result, tuple) and len(result) == 3 and all(isinstance(n, int) for n in result)
+            assert isinstance(result, tuple)
+            assert [type(n) for n in result] == [int, int, int]
 
     def test_counter_takes_no_input(self, client):
         """The counter endpoints answer with numbers."""
@@ -115,8 +116,11 @@ class TestRawHttpFuzz:
         # Too few: the documented defaults fill the rest; none at all names what is missing.
         ("chat", '{"data": ["Hello!"]}', "You said: Hello!"),
         ("chat", '{"data": []}', 422),
-        ("ask", '{"data": ["Hello!", [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]]}',
-         "You said: Hello!"),
+        (
+            "ask",
+            '{"data": ["Hello!", [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]]}',
+            "You said: Hello!",
+        ),
         ("ask", '{"data": ["hi", [{"role": "system", "content": "x"}]]}', "history: message 1: 'role' must be"),
         ("chat", '{"data": "not a list"}', 422),
         ("chat", '{"data": [', 422),  # broken JSON

@@ -274,8 +274,7 @@ class TestPlanSave:
         assert SEAL.open("c1", plan.record).turns == tuple(turns[2:])
         assert plan.meta == Meta("c1", "a" * 59 + "…", 1.0, 2.0, 301)
         assert plan.notice == (
-            "Only the latest 2 of this chat's 4 messages are kept in your browser "
-            "(HISTORY_CONVERSATION_CHARS is 1,000 characters)."
+            "Only the latest 2 of this chat's 4 messages are kept (HISTORY_CONVERSATION_CHARS is 1,000 characters)."
         )
 
     def test_the_total_budget_drops_the_oldest_others(self):
@@ -319,7 +318,7 @@ class TestPlanSave:
         )
         assert plan.drop == ("old",)
         assert plan.notice == (
-            "Only the latest 2 of this chat's 4 messages are kept in your browser "
+            "Only the latest 2 of this chat's 4 messages are kept "
             "(HISTORY_CONVERSATION_CHARS is 1,000 characters). "
             "To stay within your browser's storage, 1 oldest saved chat(s) were removed: “Old”."
         )

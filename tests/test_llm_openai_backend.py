@@ -449,7 +449,9 @@ class TestModel:
         deltas, error = run_failing(make_backend(fake.base_url, models=()), ChatRequest(MESSAGES, PARAMS))
         assert deltas == []
         assert type(error) is BackendRequestError
-        assert str(error) == f"The model server at {server_of(fake.base_url)} lists no models it serves (GET /models): set LLM_MODELS."
+        assert str(error) == (
+            f"The model server at {server_of(fake.base_url)} lists no models it serves (GET /models): set LLM_MODELS."
+        )
         assert fake.requests == []
 
     def test_the_fake_lists_its_model_by_default(self, fake: FakeOpenAI):

@@ -105,10 +105,10 @@ class HistoryPanel:
             )
             self.notice = gr.Markdown("", elem_id="history-notice")
             self.storage_notice = gr.Markdown("", elem_id="storage-notice")
-        # What passes between the server and history.js: in the page, out of sight.
-        self.snapshot = gr.JSON(visible="hidden", elem_id="history-snapshot")
-        self.plan = gr.JSON(visible="hidden", elem_id="history-plan")
-        self.download = gr.JSON(visible="hidden", elem_id="history-download")
+        # What passes between the server and history.js: values of the page, never rendered.
+        self.snapshot = gr.JSON(visible=False, elem_id="history-snapshot")
+        self.plan = gr.JSON(visible=False, elem_id="history-plan")
+        self.download = gr.JSON(visible=False, elem_id="history-download")
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -153,7 +153,10 @@ class HistoryPanel:
             known=session.known,
             conversation_chars=self._settings.history_conversation_chars,
             total_chars_budget=self._settings.history_total_chars,
+            title=session.title,
+            trimmed=session.trimmed,
         )
+        session.trimmed, session.title = 0, plan.meta.title
         base, session.stored_updated = session.stored_updated, plan.meta.updated
         session.known = (*tuple(m for m in session.known if m.id != plan.meta.id and m.id not in plan.drop), plan.meta)
         if plan.notice:
@@ -172,6 +175,7 @@ class HistoryPanel:
         session.conversation_id = new_conversation_id()
         session.created = time.time()
         session.stored_updated = None
+        session.title, session.trimmed = "", 0
 
     # Handlers
 
@@ -202,6 +206,8 @@ class HistoryPanel:
                 conversation = self.seal.open(opened["id"], opened["record"])
             except StoredConversationError as error:
                 refused.append(str(opened["id"])[:64])
+                # Its summary may have passed on its own (only the turns were altered): it goes from the list too.
+                session.known = tuple(m for m in session.known if m.id != opened["id"])
                 if not notices:
                     notices.append(f"{error} It was not shown, and was removed.")
             else:
@@ -237,6 +243,7 @@ class HistoryPanel:
         session.conversation_id = conversation.meta.id
         session.created = conversation.meta.created
         session.stored_updated = conversation.meta.updated
+        session.title, session.trimmed = conversation.meta.title, 0
         self._sessions.set_turns(session, conversation.turns)
         if all(m.id != conversation.meta.id for m in session.known):
             session.known = (*session.known, conversation.meta)
@@ -294,6 +301,7 @@ class HistoryPanel:
         session.conversation_id = conversation.meta.id
         session.created = conversation.meta.created
         session.stored_updated = None
+        session.title, session.trimmed = conversation.meta.title, 0
         self._sessions.set_turns(session, conversation.turns)
         listing, notice, plan = self.after_turn(session)
         return session.turns, listing, notice, plan
