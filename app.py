@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -195,6 +196,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _port_taken(host: str | None, port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -220,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"Cannot start: port {port} ({source}) is already in use. Stop what uses it, or pick another.")
     global demo
     demo = demo_from_environment()
+    # A Space (and `docker stop`, systemd) stops the app with SIGTERM: let it end as Ctrl+C does, through
+    # Gradio's own shutdown, so that the backends' connections are closed (SpaceBlocks' on_shutdown).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         demo.launch(server_name=args.host, server_port=port, share=args.share or None, inbrowser=args.inbrowser)
     except OSError as error:

@@ -7,7 +7,7 @@ for. Then the reply streams, and the finished turn is what the caller keeps.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from services.access import Access, Route
@@ -46,19 +46,29 @@ class Assistant:
         self.access = access
         self._limits = limits
 
+    def admit(self, caller: Caller) -> None:
+        """Count this turn against the caller's rate limits, or raise `RateLimitedError`: the first check of a
+        turn, before anything the caller sent (a history to parse) costs work."""
+        self._limits.check(session=caller.session, address=caller.address)
+
     def plan(
         self,
         caller: Caller,
         message: object,
-        history: Sequence[Turn],
+        history: Sequence[Turn] | Callable[[], Sequence[Turn]],
         *,
         system_prompt: object = None,
         temperature: object = None,
         max_tokens: object = None,
         model: object = None,
     ) -> TurnPlan:
-        """Check everything about one turn; raises a `ServiceError` before any backend is asked."""
-        self._limits.check(session=caller.session, address=caller.address)
+        """Check everything about one turn; raises a `ServiceError` before any backend is asked.
+
+        `history` may be given as a function (parsing a client's history), run only once the caller is admitted.
+        """
+        self.admit(caller)
+        if callable(history):
+            history = history()
         text = validate_message(message, settings=self.settings)
         system, params = validate_params(system_prompt, temperature, max_tokens, settings=self.settings)
         route = self.access.route(caller.token)

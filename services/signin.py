@@ -52,9 +52,12 @@ def decide_sign_in(
 ) -> SignInDecision:
     """Decide once at start-up; with SIGN_IN=on (or ANONYMOUS_CHAT=signin), raise `ConfigError` when it cannot be."""
     env = os.environ if env is None else env
+    # Gradio takes the real OAuth routes only where it sees a Space (SYSTEM=spaces, which Spaces set with
+    # SPACE_ID); anywhere else it mocks the login, whatever SPACE_ID says.
+    on_space = settings.on_space and env.get("SYSTEM") == "spaces"
     if settings.sign_in == "off":
         decision = SignInDecision(False, "SIGN_IN is off.")
-    elif settings.on_space:
+    elif on_space:
         has_client = bool(env.get("OAUTH_CLIENT_ID")) and bool(settings.oauth_client_secret)
         reason = "" if has_client else "add `hf_oauth: true` to the Space's README front-matter, then restart it."
         decision = SignInDecision(has_client, reason)

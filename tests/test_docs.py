@@ -1,44 +1,86 @@
-"""README.md tells the truth: every variable documented, CI runs the README's own test command."""
+"""README.md tells the truth: the variables, the quickstart CI runs, the layout of the tree, the API's shapes."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 
+from app import build_demo
+from scripts.config_table import render
+from services.config import VARIABLES, load_settings
 from tests.support.apps import ROOT
+from tests.support.scripted_backend import ScriptedBackend
 
 README = (ROOT / "README.md").read_text()
 
 
+def section(title: str) -> str:
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def quickstart_commands() -> list[str]:
-    section = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section("Quickstart"), flags=re.S)]
 
 
-class TestReadme:
-    def test_every_variable_is_documented(self):
-        """Each variable services/config.py reads has a row in the Configuration table."""
-        source = (ROOT / "services" / "config.py").read_text()
-        variables = set(re.findall(r'env, "([A-Z][A-Z0-9_]+)"', source)) | set(
-            re.findall(r'env\.get\("([A-Z][A-Z0-9_]+)"', source)
-        )
-        assert len(variables) > 15
-        table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-        missing = sorted(v for v in variables if f"| `{v}` |" not in table)
-        assert missing == []
+class TestConfiguration:
+    def test_the_table_is_the_variable_table(self):
+        """README's Configuration table is exactly what scripts/config_table.py writes from VARIABLES."""
+        table = "\n".join(line for line in section("Configuration").splitlines() if line.startswith("|"))
+        assert table == render()
 
-    def test_gradio_server_variables_are_documented(self):
-        """Gradio's own host and port variables are in the table too."""
-        for variable in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
-            assert f"| `{variable}` |" in README
+    def test_every_variable_is_in_it(self):
+        """Each variable the app reads (the table in services/config.py) has its row, Gradio's own included."""
+        for variable in VARIABLES:
+            assert f"| `{variable.name}` |" in README
 
-    def test_quickstart_is_two_commands(self):
-        """One command installs and runs the app, one installs and runs the tests."""
-        run, test = quickstart_commands()
-        assert run == "pip install -r requirements.txt && python app.py"
-        assert test.startswith("pip install -r requirements-dev.txt && ")
+
+class TestQuickstart:
+    def test_the_cpu_build_comes_first(self):
+        """A newcomer without a GPU installs the CPU build of torch before the requirements (which would pull
+        PyPI's CUDA build), at the version CI tests."""
+        run, _ = quickstart_commands()
+        first, second = run.splitlines()
+        assert first.startswith("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+        assert second == "pip install -r requirements.txt && python app.py"
+        assert '"torch==2.13.0"' in (ROOT / ".ci" / "run").read_text()
 
     def test_ci_runs_the_readme_test_command(self):
         """.ci/run ends with exactly the test command README.md gives."""
         _, test = quickstart_commands()
+        assert test.startswith("pip install -r requirements-dev.txt && ")
         lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
         assert lines[-1] == test
+
+
+class TestLayout:
+    def test_it_matches_the_tree(self):
+        """One line per file of the app, the services, the UI, the scripts, the bench and CI; each exists."""
+        listed = set(re.findall(r"^- `([^`]+)`", section("Layout"), flags=re.M))
+        listed |= set(re.findall(r"; `([^`]+)` —", section("Layout")))
+        tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+        files = set(tracked.stdout.split())
+        folders = {name for name in listed if name.endswith("/")}
+        for name in listed - folders:
+            assert name in files, f"README's Layout lists {name}, which the tree does not have"
+        # Every file but the tests (described by their folder), README itself and .gitignore.
+        must = {name for name in files if not name.startswith(("tests/", ".gitignore", "README.md"))}
+        assert must - listed == set(), "files without a line in README's Layout"
+        assert "tests/" in folders
+
+
+class TestApi:
+    def test_the_table_matches_the_api(self):
+        """Each row's endpoints, input names and types, and return types are what the API info says."""
+        demo = build_demo(load_settings({"HISTORY_SECRET": "x" * 40}), ScriptedBackend())
+        info = demo.get_api_info()["named_endpoints"]
+        table = section("API").split("| Endpoint | Inputs | Returns |", 1)[1].split("\n\n", 1)[0]
+        documented: set[str] = set()
+        for row in table.strip().splitlines()[1:]:
+            endpoints, inputs, returns = (cell.strip() for cell in row.strip("|").split("|"))
+            for endpoint in re.findall(r"`(/\w+)`", endpoints):
+                documented.add(endpoint)
+                parameters = [(p["parameter_name"], p["python_type"]["type"]) for p in info[endpoint]["parameters"]]
+                assert re.findall(r"`(\w+): (\w+)`", inputs) == parameters, endpoint
+                kinds = ", ".join(r["python_type"]["type"] for r in info[endpoint]["returns"])
+                assert returns.startswith(f"`{kinds}`"), endpoint
+        assert documented == set(info)

@@ -102,6 +102,7 @@ def test_every_launch_path_applies_the_settings(path: str, tmp_path: Path, serve
         assert _status(url + "gradio_api/info") == 401
         assert _status(url + "openapi.json") == 404  # FastAPI's own schema, which skips the login, is off
         assert _status(url + "gradio_api/deep_link?session_hash=x") == 404
+        assert _status(url + "gradio_api/mcp/schema") == 404  # MCP routes skip the login: off with APP_AUTH
         assert _declared(url, "/gradio_api/queue/join", 2_000_000) == 413
         assert _declared(url, "/gradio_api/upload", 100_000) == 413
         with _open_quietly(url) as response:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import urllib.parse
 
 import httpx
 import pytest
@@ -16,12 +18,23 @@ from tests.support.recording_proxy import RecordingProxy
 OPENAI_KEY = "sk-canary-0penai-7f3a9c"
 HF_TOKEN = "hf_canaryToken8d2e1b"
 PASSWORD = "pw-canary-4c6d"
-SECRETS = (OPENAI_KEY, HF_TOKEN, PASSWORD)
+HISTORY_SECRET = "history-canary-5e8f0a1b2c3d4e5f"
+SECRETS = (OPENAI_KEY, HF_TOKEN, PASSWORD, HISTORY_SECRET)
 
 
 def variants(secret: str) -> list[bytes]:
-    """The secret as it could appear in a body: raw, JSON-escaped, or percent-encoded."""
-    return [secret.encode(), json.dumps(secret).encode()[1:-1], secret.replace("-", "%2D").encode()]
+    """The secret as it could appear in a body: raw, any case, JSON-escaped, percent-encoded, or base64 (whole,
+    and as the middle of a longer encoded `user:secret`)."""
+    basic = base64.b64encode(f"ada:{secret}".encode())
+    return [
+        secret.encode(),
+        secret.upper().encode(),
+        json.dumps(secret).encode()[1:-1],
+        urllib.parse.quote(secret, safe="").encode(),
+        secret.replace("-", "%2D").encode(),
+        base64.b64encode(secret.encode()).rstrip(b"="),
+        basic[8:-4],
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +46,7 @@ def session(tmp_path_factory: pytest.TempPathFactory):
             OPENAI_BASE_URL=server.base_url,
             OPENAI_API_KEY=OPENAI_KEY,
             HF_TOKEN=HF_TOKEN,
+            HISTORY_SECRET=HISTORY_SECRET,
             APP_AUTH=f"ada:{PASSWORD}",
             LLM_MODEL="fake-model",
             LLM_MAX_RETRIES="0",
@@ -49,7 +63,17 @@ def session(tmp_path_factory: pytest.TempPathFactory):
                 client = Client(proxy.url, auth=("ada", PASSWORD), verbose=False)
                 client.view_api(print_info=False)
                 replies = [client.predict("hello secret world", api_name="/chat")]
-                for fault in (Fault(status=401), Fault(status=500), Fault(status=400, message=f"bad {OPENAI_KEY}")):
+                quoted = base64.b64encode(f"user:{OPENAI_KEY}".encode())
+                faults = (
+                    Fault(status=401),
+                    Fault(status=500),
+                    Fault(status=400, message=f"bad {OPENAI_KEY}"),
+                    Fault(status=400, message=f"bad {OPENAI_KEY.upper()} {urllib.parse.quote(OPENAI_KEY)}"),
+                    Fault(status=400, message=f"Authorization: Basic {quoted.decode()}"),
+                    Fault(error_after=1, message=f"upstream: Authorization: Bearer {OPENAI_KEY}"),
+                    Fault(error_after=1, message=f"event for {HF_TOKEN}", error_event=True),
+                )
+                for fault in faults:
                     server.behaviour.faults.append(fault)
                     with pytest.raises(AppError):
                         client.predict("again", api_name="/chat")

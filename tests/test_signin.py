@@ -39,8 +39,11 @@ class Hub:
 
 
 def decide(settings: Settings, hub: Hub, env: dict[str, str] | None = None) -> SignInDecision:
-    """decide_sign_in with everything outside the process replaced."""
-    return decide_sign_in(settings, env=env or {}, get_token=hub.get_token, whoami=hub.whoami)
+    """decide_sign_in with everything outside the process replaced; a Space (SPACE_ID) sets SYSTEM=spaces too."""
+    env = dict(env or {})
+    if settings.space_id:
+        env.setdefault("SYSTEM", "spaces")
+    return decide_sign_in(settings, env=env, get_token=hub.get_token, whoami=hub.whoami)
 
 
 class TestOff:
@@ -60,6 +63,13 @@ class TestOff:
 
 
 class TestOnASpace:
+    def test_space_id_alone_is_not_a_space_to_gradio(self):
+        """SPACE_ID without SYSTEM=spaces: Gradio mocks the login there, so the rules off Spaces apply."""
+        settings = Settings(space_id="ada/chat", oauth_client_secret="set-by-spaces")
+        assert decide(settings, Hub(), {"OAUTH_CLIENT_ID": "client-id", "SYSTEM": ""}) == SignInDecision(
+            False, SHORT_SECRET
+        )
+
     def test_with_the_oauth_client(self):
         """A Space with `hf_oauth: true` has its OAuth client: sign-in is offered, without asking the Hub."""
         hub = Hub()

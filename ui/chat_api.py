@@ -34,11 +34,23 @@ def caller_of(request: gr.Request | None, token: gr.OAuthToken | None, *, statel
     )
 
 
-def _history_value(value: object) -> object:
-    """`/ask`'s history: a list, or its JSON text (what an MCP client sends: the input is text)."""
+def _history_value(value: object, limits: Limits) -> object:
+    """`/ask`'s history: a list, or its JSON text (what an MCP client sends: the input is text).
+
+    Text is bounded before it is parsed: its length against the characters allowed (with room for the JSON
+    around them), and its count of messages by the roles it names, so that a huge history costs a scan, not
+    thousands of objects.
+    """
     if isinstance(value, str):
         if not value.strip():
             return None
+        if len(value) > 2 * limits.max_chars + 200 * limits.max_messages:
+            raise ValidationError(
+                "history",
+                f"is {len(value):,} characters of JSON; far more than {limits.max_chars:,} characters of messages.",
+            )
+        if (count := value.count('"role"')) > limits.max_messages:
+            raise ValidationError("history", f"has {count:,} messages; at most {limits.max_messages:,} are accepted.")
         try:
             return json.loads(value)
         except ValueError:
@@ -154,11 +166,10 @@ class ChatApi:
             Returns:
                 The model's answer.
             """
-            turns = parse_turns(_history_value(history), limits=limits)
             plan = assistant.plan(
                 caller_of(request, oauth_token, stateless=True),
                 message,
-                turns,
+                lambda: parse_turns(_history_value(history, limits), limits=limits),
                 system_prompt=system_prompt,
                 temperature=temperature,
                 max_tokens=max_tokens,

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from services.errors import ServiceError
+from services.errors import RateLimitedError, ServiceError, ValidationError
 
 __all__ = ["as_user_error", "user_errors"]
 
@@ -24,7 +24,9 @@ def as_user_error(error: ServiceError) -> gr.Error:
     Gradio prints the traceback of a gr.Error, causes included, straight to stderr (not through logging, so not
     redacted), and an upstream error's text can quote a key. The services write their messages to be shown.
     """
-    logger.warning("%s: %s", type(error).__name__, error)
+    # A caller's mistake (bad input, too fast) is worth a line, not a warning: a flood of them is no incident.
+    level = logging.INFO if isinstance(error, (ValidationError, RateLimitedError)) else logging.WARNING
+    logger.log(level, "%s: %s", type(error).__name__, error)
     return gr.Error(str(error), print_exception=False)
 
 

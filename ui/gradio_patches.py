@@ -162,3 +162,5 @@ def apply(blocks: gr.Blocks) -> None:
     skip_missing_matplotlib()
     cache_init_signatures(blocks)
     keep_no_session_configs()
+    # LoginButton's page-load check is a public endpoint in 6.31, which made it an MCP tool with no description.
+    keep_out_of_mcp(gr.LoginButton._check_login_status)

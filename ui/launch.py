@@ -105,7 +105,8 @@ def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> 
         "enable_monitoring": False,
         "show_error": False,
         "footer_links": ["api", "gradio", "settings"],
-        "mcp_server": settings.mcp_server,
+        # Gradio's MCP routes skip its login (an MCP client cannot hold the login's cookie): with APP_AUTH, off.
+        "mcp_server": settings.mcp_server and not settings.app_auth,
         "app_kwargs": {
             # FastAPI's own schema route answers without Gradio's login; Gradio's /gradio_api/openapi.json stays.
             "openapi_url": None,
@@ -136,6 +137,8 @@ class SpaceBlocks(gr.Blocks):
 
     def launch(self, *args: Any, **kwargs: Any) -> Any:
         options = launch_options(self.settings, self, head=self._head)
+        if self.settings.mcp_server and self.settings.app_auth:
+            logger.info("The MCP server is off: APP_AUTH's login is a browser cookie, which MCP clients cannot send.")
         for name in _ENFORCED:
             if name in kwargs and kwargs[name] != options[name]:
                 logger.warning("launch(%s=...) ignored: the Space's settings decide it.", name)
@@ -167,5 +170,6 @@ class SpaceBlocks(gr.Blocks):
                         await close()
                     except Exception:
                         logger.exception("Closing a backend failed")
+                logger.info("Stopped: the backends' connections are closed.")
 
         return lifespan

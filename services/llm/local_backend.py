@@ -125,8 +125,8 @@ def _load_on_cpu_thread(name: str) -> LoadedModel:
     torch's CPU kernels run on an OpenMP team per calling thread, and a team outlives its parallel region.
     With a team left on the main thread (loading copies big tensors in parallel) and another on each
     generation thread, there are more OpenMP threads than cores on a 2-vCPU Space; libgomp then stops
-    spinning between parallel regions, and every token pays for futex wake-ups: generation measured up to 2.5x
-    slower (bench/local_model.py). A team dies with its thread. On a GPU, loading stays on the calling thread:
+    spinning between parallel regions, and every token pays for futex wake-ups (README, "Local model", has the
+    figures). A team dies with its thread. On a GPU, loading stays on the calling thread:
     ZeroGPU's CUDA emulation is a thread-local torch mode, entered by `import spaces` on the main thread.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-load") as pool:
@@ -265,7 +265,7 @@ class _BatchingStreamer(TextIteratorStreamer):
 
     `TextStreamer.put` decodes the whole line so far at every token, and each hand-over wakes the reading
     thread (a GIL switch); at hundreds of tokens a second that was most of the streaming overhead
-    (bench/local_model.py), and on ZeroGPU each hand-over is also a pickle through a pipe between processes.
+    (README, "Local model"), and on ZeroGPU each hand-over is also a pickle through a pipe between processes.
     Here tokens that arrive within `interval` of the last hand-over wait, and go through the parent's own
     decoding in one batch: the text is the same, in fewer pieces. The first visible text goes at once, so time
     to first token is untouched, and `end` flushes the rest. The chat coalesces its updates to 40 ms anyway

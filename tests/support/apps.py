@@ -28,6 +28,7 @@ APP_VARIABLES = (
     "OAUTH_SCOPES",
     "OPENID_PROVIDER_URL",
     "SPACE_HOST",
+    "SYSTEM",
     "HF_ENDPOINT",
     "HF_HOME",
     "HF_HUB_OFFLINE",

@@ -1,0 +1,52 @@
+"""A backend in memory, for tests of the page's logic in-process: it plays back the pieces it is given."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from services.errors import ServiceError
+from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta
+
+__all__ = ["ScriptedBackend"]
+
+
+@dataclass
+class ScriptedBackend:
+    """Streams `script` (its Deltas, `delay` seconds apart), then raises `fail` if set. `requests` records every
+    request; `closed` counts streams closed before their end (Stop)."""
+
+    script: Sequence[Delta] = (Delta("Hello"), Delta(" there"), Delta(finish_reason="stop"))
+    delay: float = 0.0
+    fail: ServiceError | None = None
+    models: tuple[str, ...] = ("scripted",)
+    requests: list[ChatRequest] = field(default_factory=list)
+    closed: int = 0
+    name: BackendName = "openai"
+    stream_interval: float = 0.0
+    concurrency_limit: int | None = None
+
+    def status(self) -> BackendStatus:
+        return BackendStatus("openai", self.models[0], "http://scripted")
+
+    def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]:
+        return request, 0
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        self.requests.append(request)
+        finished = False
+        try:
+            for delta in self.script:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield delta
+            if self.fail is not None:
+                raise self.fail
+            finished = True
+        finally:
+            if not finished:
+                self.closed += 1
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
