@@ -3,6 +3,7 @@ per launch error."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from tests.support.apps import ROOT, app_env, start_app, stop_app
-from tests.support.fake_openai import free_port
+from tests.support.fake_openai import FakeOpenAI, free_port
 
 
 @pytest.fixture
@@ -97,3 +98,22 @@ class TestLaunchErrors:
             f"Cannot start: port {busy_port} (GRADIO_SERVER_PORT) is already in use. Stop what uses it, or pick "
             "another."
         )
+
+
+class TestLifecycle:
+    def test_sigterm_closes_the_backends_and_exits_cleanly(self, tmp_path: Path):
+        """A Space stops the app with SIGTERM: it shuts down as on Ctrl+C, closing the backends, with exit 0."""
+        with FakeOpenAI() as server:
+            app = start_app(tmp_path, OPENAI_BASE_URL=server.base_url, LLM_MODEL="m")
+            assert Client(app.url, verbose=False).predict("hi", api_name="/chat") == "You said: hi"
+            app.process.send_signal(signal.SIGTERM)
+            assert app.process.wait(timeout=20) == 0
+        assert "Stopped: the backends' connections are closed." in app.log()
+        assert "Unclosed client session" not in app.log()
+
+    def test_a_missing_history_secret_is_said_in_the_log(self, tmp_path: Path):
+        """Without HISTORY_SECRET the log says saved chats will not survive a restart."""
+        app = start_app(tmp_path, timeout=30, HISTORY_SECRET="<unset>", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+        stop_app(app)
+        assert "HISTORY_SECRET is not set" in app.log()
+        assert "will not survive a restart" in app.log()

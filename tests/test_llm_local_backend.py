@@ -32,6 +32,7 @@ from services.llm import create_backend
 from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
 from services.llm.local_backend import LocalBackend, _as_backend_error, load_model
 from services.redact import Scrubber
+from tests.support.fake_openai import free_port
 from tests.support.tiny_model import build_tiny_model
 
 GREEDY = GenerationParams(temperature=0, max_tokens=20)
@@ -187,11 +188,26 @@ class TestLoad:
         assert str(caught.value).startswith("LOCAL_MODEL: ")
 
     def test_offline_hub_id_is_a_config_error(self, monkeypatch: pytest.MonkeyPatch):
-        """A Hub id that is not in the cache, offline, names LOCAL_MODEL too."""
+        """A Hub id that is not in the cache, offline, names LOCAL_MODEL and says what to do, at once."""
         # huggingface_hub reads HF_HUB_OFFLINE once, at import; the e2e tests set the variable itself.
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        with pytest.raises(ConfigError, match="LOCAL_MODEL: could not load") as caught:
+        with pytest.raises(ConfigError) as caught:
             load_model("nobody-at-all/no-such-model")
+        assert caught.value.variable == "LOCAL_MODEL"
+        assert str(caught.value) == (
+            "LOCAL_MODEL: 'nobody-at-all/no-such-model' is not in this machine's Hugging Face cache, and "
+            "HF_HUB_OFFLINE is set: download it once (`hf download nobody-at-all/no-such-model`), or set "
+            "LOCAL_MODEL to a folder that holds a model."
+        )
+
+    def test_an_unreachable_hub_fails_at_once(self, monkeypatch: pytest.MonkeyPatch):
+        """Online, but with the Hub out of reach: a second, not a minute of retries, and the reason."""
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="cannot be reached from here") as caught:
+            load_model("nobody-at-all/no-such-model")
+        assert time.monotonic() - started < 5
         assert caught.value.variable == "LOCAL_MODEL"
 
 

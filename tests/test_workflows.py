@@ -43,7 +43,7 @@ def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def pin(requirements: str, package: str) -> str:
-    match = re.search(rf"^{re.escape(package)}==(\S+)", requirements, re.MULTILINE | re.IGNORECASE)
+    match = re.search(rf"^{re.escape(package)}(?:\[[^\]]*\])?==(\S+)", requirements, re.MULTILINE | re.IGNORECASE)
     assert match, f"{package} is not pinned"
     return match.group(1)
 
@@ -207,12 +207,12 @@ class TestDeploy:
 class TestActions:
     @pytest.mark.parametrize("path", [CI, DEPLOY], ids=["ci", "deploy"])
     def test_actions_are_pinned(self, path):
-        """Third-party actions name a release (or a commit), never a moving branch."""
+        """Actions are GitHub's own, and name a release (or a commit), never a moving branch."""
         for step in steps(load(path)):
             if "uses" in step:
                 action, _, ref = step["uses"].partition("@")
                 assert re.fullmatch(r"v\d+(\.\d+)*|[0-9a-f]{40}", ref), step["uses"]
-                assert action in {"actions/checkout", "actions/setup-python"}, step["uses"]
+                assert action in {"actions/checkout", "actions/setup-python", "actions/setup-node"}, step["uses"]
 
     def test_read_only_token(self):
         """Both workflows give the GitHub token read access only; the Hub token is a separate secret."""
