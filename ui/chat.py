@@ -303,7 +303,6 @@ class ChatPanel:
         params: tuple[object, object, object, object],
     ) -> AsyncIterator[tuple[Any, ...]]:
         """One reply, from the message shown to the chat saved: the body of every reply event."""
-        skip = gr.skip()
         history = list(history)
         system_prompt, temperature, max_tokens, model = params
         try:
@@ -322,14 +321,18 @@ class ChatPanel:
         if plan.dropped:
             gr.Warning(f"{plan.dropped} earlier message(s) were left out so the conversation fits the model.")
         shown = self._shown([*history, plan.user])
-        yield _box_busy(), shown, skip, skip, skip
+        # While the reply streams, the other outputs get plain values equal to what they show (the box's "", the
+        # list's selection, no notice, no plan): Gradio sends nothing for a value that did not change, while a
+        # gr.skip() would make it build the component again on every update (1.4 ms an update for four).
+        listed = self.history.selection(session)
+        yield _box_busy(), shown, listed, "", None
         reply = Reply()
         notice = ""
         updates = _Updates(self.assistant.stream(plan))
         session.stop = updates.stop
         try:
             async for reply in updates:
-                yield skip, [*shown, *live_reply(reply)], skip, skip, skip
+                yield "", [*shown, *live_reply(reply)], listed, "", None
             if updates.stopped:
                 notice = "Stopped."
         except ServiceError as error:

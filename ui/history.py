@@ -121,10 +121,13 @@ class HistoryPanel:
 
     # What the handlers return
 
+    def selection(self, session: Session) -> str | None:
+        """The list's value: this session's chat, when it is listed (saved once at least)."""
+        return session.conversation_id if any(m.id == session.conversation_id for m in session.known) else None
+
     def _list(self, session: Session) -> Any:
         metas = sorted(session.known, key=lambda m: m.updated, reverse=True)
-        current = session.conversation_id if any(m.id == session.conversation_id for m in metas) else None
-        return gr.Radio(choices=[(m.title, m.id) for m in metas], value=current)
+        return gr.Radio(choices=[(m.title, m.id) for m in metas], value=self.selection(session))
 
     @staticmethod
     def _plan(
