@@ -7,7 +7,6 @@ Each path is the real one, in a process of its own: `python app.py`, `from app i
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.apps import ROOT, app_env
+from tests.support.apps import app_env, spawn, stop_process
 from tests.support.fake_openai import FakeOpenAI, free_port
 
 AUTH = "admin:correct-horse-battery"
@@ -54,13 +53,7 @@ def launched(path: str, tmp_path: Path, **env: str) -> Iterator[str]:
     port = free_port()
     log = tmp_path / "launch.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            LAUNCH_PATHS[path](port),
-            cwd=ROOT,
-            env=app_env(GRADIO_SERVER_PORT=str(port), **env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = spawn(LAUNCH_PATHS[path](port), env=app_env(GRADIO_SERVER_PORT=str(port), **env), log=out)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 60
@@ -78,12 +71,8 @@ def launched(path: str, tmp_path: Path, **env: str) -> Iterator[str]:
             raise AssertionError(f"{path} did not start:\n{log.read_text()}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        # SIGTERM to it and what it started (`gradio app.py` runs the app in a child): all of them end.
+        assert stop_process(process), f"{path} was still running 10 s after SIGTERM:\n{log.read_text()}"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,9 @@ Used by the tests and by bench/, so it imports nothing from pytest.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from services.config import VARIABLES
 from tests.support.fake_openai import FakeOpenAI, free_port
@@ -69,12 +72,8 @@ def start_app(directory: Path, *, timeout: float = 60, port: int | None = None, 
     port = port or free_port()
     log_path = directory / f"app-{port}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=app_env(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        process = spawn(
+            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], env=app_env(**env), log=log
         )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
@@ -88,17 +87,48 @@ def start_app(directory: Path, *, timeout: float = 60, port: int | None = None, 
             return RunningApp(url, process, log_path)  # it answers: with APP_AUTH set, 401 until login
         except OSError:
             time.sleep(0.1)
-    process.kill()
+    stop_process(process)
     raise RuntimeError(f"app did not start in {timeout} s:\n{log_path.read_text()}")
 
 
-def stop_app(app: RunningApp) -> None:
-    app.process.terminate()
+def spawn(argv: list[str], *, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A process in a session of its own, so that `stop_process` also reaches what it starts (`gradio app.py`
+    runs the app in a child, which outlives a parent stopped alone and keeps its port and a share of the CPU)."""
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 10) -> bool:
+    """SIGTERM to the process and all it started (its process group), SIGKILL to what is left after `timeout`;
+    True when SIGTERM alone ended them all."""
+    _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    while group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    graceful = process.poll() is not None and not group_alive(process.pid)
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
+    return graceful
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited
+        os.killpg(process.pid, signum)
+
+
+def group_alive(pgid: int) -> bool:
     try:
-        app.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        app.process.kill()
-        app.process.wait()
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_app(app: RunningApp) -> None:
+    stop_process(app.process)
 
 
 @contextmanager
