@@ -1,6 +1,6 @@
 """Streaming chats through the app against the same streams straight to its backend: wall, TTFT, CPU, memory.
 
-Starts a local OpenAI-compatible server (`tests/fake_openai.py`: K tokens, a fixed delay between two) and the
+Starts a local OpenAI-compatible server (`tests/support/fake_openai.py`: K tokens, a fixed delay between two) and the
 app on it (`python app.py`), then, for each N in --n, runs N concurrent chats in each of these modes, alternated
 round by round in one run (and the order rotated) so that drift on a noisy machine hits them alike:
 
@@ -25,13 +25,13 @@ Run from the repository root (5-8 minutes with the defaults; keep it under `time
         --app-pid 1234    # an app already running on a fake server started with the same --tokens
 
 It prints one table per N: mode | wall s | x direct | TTFT p50 / p95 ms | TTFT added by the app (p50 minus the
-direct p50) | complete (exact final text, all rounds) | updates per stream | app CPU ms per streamed update.
-Then the cold start (process start to the first answer of `/greet` over HTTP, with the OpenAI backend), the
-app's RSS (idle, after the load, peak) and idle CPU, the targets marked ok or MISS (for the page and /chat),
-and, as the last line, a one-line SUMMARY. Wall is the median over rounds, and the ratio the median of the per-round ratios;
-TTFT percentiles pool every stream of every round. CPU is user+system time of the app's process tree, read
-from /proc around each run; the fake server's CPU is not counted (it is shown apart). Progress goes to stderr.
-Exit status 0, or 1 with --check when a target is missed.
+direct p50) | complete (exact final text, all rounds) | updates per stream | app CPU ms per streamed update. Then
+the cold start (process start to the first answer of `/greet` over HTTP, with the OpenAI backend), the app's RSS
+(idle, after the load, peak) and idle CPU, the targets marked ok or MISS (for the page and /chat), and, as the last
+line, a one-line SUMMARY. Wall is the median over rounds, and the ratio the median of the per-round ratios; TTFT
+percentiles pool every stream of every round. CPU is user+system time of the app's process tree, read from /proc
+around each run; the fake server's CPU is not counted (it is shown apart). Progress goes to stderr. Exit status 0,
+or 1 with --check when a target is missed.
 """
 
 from __future__ import annotations

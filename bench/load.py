@@ -2,10 +2,10 @@
 
     python bench/load.py [--clients 200] [--tokens 20] [--delay 0.02]
 
-Starts its own fake OpenAI-compatible server (tests/fake_openai.py) and the app, both on 127.0.0.1, and calls the
-app through Gradio's HTTP API (POST /gradio_api/call/<name>, then its SSE stream), the way curl or the JS client
-would. Phase 1 runs every client against a queue large enough for all of them: every answer must arrive and be
-exact. Phase 2 caps the queue (QUEUE_MAX_SIZE) below the number of clients: the extra callers must get a clear
+Starts its own fake OpenAI-compatible server (tests/support/fake_openai.py) and the app, both on 127.0.0.1, and
+calls the app through Gradio's HTTP API (POST /gradio_api/call/<name>, then its SSE stream), the way curl or the JS
+client would. Phase 1 runs every client against a queue large enough for all of them: every answer must arrive and
+be exact. Phase 2 caps the queue (QUEUE_MAX_SIZE) below the number of clients: the extra callers must get a clear
 "queue is full" error at once, not hang. Everything is bounded in count and time. The last lines are the counts
 (lost / wrong / errored / busy) and the p50/p99 latencies.
 """
