@@ -675,7 +675,7 @@ class Bench:
     partial: bool = False
 
     def timeout(self, n: int) -> float:
-        return self.args.timeout or 30 + 4 * self.args.tokens * self.args.delay + 0.1 * n
+        return float(self.args.timeout or 30 + 4 * self.args.tokens * self.args.delay + 0.1 * n)
 
     def modes(self, n: int) -> list[str]:
         modes = [DIRECT, CHAT]
@@ -917,17 +917,18 @@ def report(
         at1, at64, at256 = (_row(rows, n, mode) for n in (1, 64, 256))
         for n, row, target in ((64, at64, TARGET_WALL_RATIO_64), (256, at256, TARGET_WALL_RATIO_256)):
             complete = f", {row.complete}/{row.total} complete" if row else ""
+            ratio = _fmt(row.ratio if row else None, ".2f")
             checks.append(
                 (
-                    f"{mode} wall at {n} streams {_fmt(row and row.ratio, '.2f')}x direct (<= {target}x){complete}",
+                    f"{mode} wall at {n} streams {ratio}x direct (<= {target}x){complete}",
                     None if row is None or row.ratio is None else row.ratio <= target and row.complete == row.total,
                 )
             )
         for n, row, target_ms in ((1, at1, TARGET_ADDED_TTFT_1_MS), (64, at64, TARGET_ADDED_TTFT_64_MS)):
+            added = _fmt(row.added_ttft if row else None, ".1f", scale=1000)
             checks.append(
                 (
-                    f"{mode} TTFT added at {n} stream(s) {_fmt(row and row.added_ttft, '.1f', scale=1000)} ms p50 "
-                    f"(<= {target_ms:g} ms)",
+                    f"{mode} TTFT added at {n} stream(s) {added} ms p50 (<= {target_ms:g} ms)",
                     None if row is None or row.added_ttft is None else row.added_ttft * 1000 <= target_ms,
                 )
             )
@@ -947,11 +948,11 @@ def report(
         lines.append(f"  {'n/a ' if met is None else 'ok  ' if met else 'MISS'} {text}")
     ui64, chat64, ui256 = _row(rows, 64, UI), _row(rows, 64, CHAT), _row(rows, 256, UI)
     summary = (
-        f"SUMMARY 64 streams: page {_fmt(ui64 and ui64.ratio, '.2f')}x direct "
-        f"(TTFT {_fmt(ui64 and ui64.added_ttft, '.0f', scale=1000, sign=True)} ms), "
-        f"/chat {_fmt(chat64 and chat64.ratio, '.2f')}x "
-        f"(TTFT {_fmt(chat64 and chat64.added_ttft, '.0f', scale=1000, sign=True)} ms); "
-        f"page at 256 {_fmt(ui256 and ui256.ratio, '.2f')}x; {_fmt(chat_cpu, '.2f')} ms CPU/update; "
+        f"SUMMARY 64 streams: page {_fmt(ui64.ratio if ui64 else None, '.2f')}x direct "
+        f"(TTFT {_fmt(ui64.added_ttft if ui64 else None, '.0f', scale=1000, sign=True)} ms), "
+        f"/chat {_fmt(chat64.ratio if chat64 else None, '.2f')}x "
+        f"(TTFT {_fmt(chat64.added_ttft if chat64 else None, '.0f', scale=1000, sign=True)} ms); "
+        f"page at 256 {_fmt(ui256.ratio if ui256 else None, '.2f')}x; {_fmt(chat_cpu, '.2f')} ms CPU/update; "
         f"cold start {_fmt(cold, '.1f')} s; idle RSS {_fmt(memory.get('idle'), '.0f')} MB"
         + (" (PARTIAL)" if bench.partial else "")
     )

@@ -6,7 +6,8 @@ load) hits them alike:
 - direct:  chat template, `model.generate` (greedy, same max_new_tokens), decode: the ceiling;
 - backend: `LocalBackend.stream`, the async generator the chat reads (threads, streamer, stop criterion);
 - chat:    `services.chat.prepare_chat` + `stream_reply`, what the app's handler runs (fitting, coalescing);
-- app:     `app.demo` launched on 127.0.0.1, called over HTTP (`/gradio_api/call/chat`): queue, SSE, JSON.
+- app:     `app.build_demo` on the same backend, launched on 127.0.0.1, called over HTTP
+           (`/gradio_api/call/chat`): queue, SSE, JSON.
 
 Greedy decoding makes every path write the very same text (checked), so each is credited the token count of
 the direct call. Printed: tokens/s, best and median of --rounds, and the share of direct three ways: "paired"
@@ -37,14 +38,15 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:
+    from services.llm.base import GenerationParams, Message
     from services.llm.local_backend import LoadedModel, LocalBackend
+    from ui.launch import SpaceBlocks
 
 T = TypeVar("T")
 MESSAGE = "tell me a story about a robot who learns to paint"
@@ -60,7 +62,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--default-tokens", type=int, default=64, help="the same, for the default model if cached")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds per path (default 10)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
-    parser.add_argument("--no-app", action="store_true", help="skip the path through app.demo and HTTP")
+    parser.add_argument("--no-app", action="store_true", help="skip the path through the app and HTTP")
     parser.add_argument("--min-ratio", type=float, default=0.90, help="ratio to reach (default 0.90)")
     return parser.parse_args()
 
@@ -71,18 +73,20 @@ def _is_cached(repo_id: str) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
-def _messages() -> list[dict[str, str]]:
+def _messages() -> list[Message]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": MESSAGE}]
 
 
 def _direct(loaded: LoadedModel, tokens: int) -> tuple[str, int]:
     """The reply and its number of new tokens, with transformers alone."""
     tokenizer = loaded.tokenizer
-    prompt = tokenizer.apply_chat_template(_messages(), tokenize=False, add_generation_prompt=True)
+    messages = [{"role": m["role"], "content": m["content"]} for m in _messages()]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(loaded.model.device)
-    output = loaded.model.generate(**inputs, max_new_tokens=tokens, do_sample=False, pad_token_id=loaded.pad_token_id)
+    generate: Any = loaded.model.generate  # transformers types it as a Tensor attribute of the module
+    output = generate(**inputs, max_new_tokens=tokens, do_sample=False, pad_token_id=loaded.pad_token_id)
     new = output[0, inputs["input_ids"].shape[1] :]
-    return tokenizer.decode(new, skip_special_tokens=True), len(new)
+    return str(tokenizer.decode(new, skip_special_tokens=True)), len(new)
 
 
 def _on_fresh_thread(fn: Callable[[], T]) -> T:
@@ -91,23 +95,31 @@ def _on_fresh_thread(fn: Callable[[], T]) -> T:
         return pool.submit(fn).result()
 
 
-async def _backend(backend: LocalBackend, tokens: int) -> str:
+def _params(tokens: int) -> GenerationParams:
     from services.llm.base import GenerationParams
 
-    params = GenerationParams(temperature=0, max_tokens=tokens)
-    return "".join([piece async for piece in backend.stream(_messages(), params)])
+    return GenerationParams(temperature=0, max_tokens=tokens)
+
+
+async def _backend(backend: LocalBackend, tokens: int) -> str:
+    from services.llm.base import ChatRequest
+
+    request = ChatRequest(messages=_messages(), params=_params(tokens))
+    return "".join([delta.text async for delta in backend.stream(request)])
 
 
 async def _chat(backend: LocalBackend, tokens: int) -> str:
-    from services.chat import prepare_chat, stream_reply
+    from services.chat import Reply, prepare_chat, stream_reply
     from services.config import Settings
 
     settings = Settings(max_tokens_cap=max(tokens, 4096))
-    turn = prepare_chat(backend, MESSAGE, [], system_prompt=SYSTEM, temperature=0, max_tokens=tokens, settings=settings)
-    text = ""
-    async for text in stream_reply(backend, turn, interval=settings.stream_interval_for("local")):  # noqa: B007
+    prepared = prepare_chat(
+        backend, MESSAGE, [], system_prompt=SYSTEM, params=_params(tokens), model=None, api_key=None, settings=settings
+    )
+    reply = Reply()
+    async for reply in stream_reply(backend, prepared.request, interval=settings.stream_interval_for("local")):  # noqa: B007
         pass  # each value is the reply so far; the last is the reply
-    return text
+    return reply.text
 
 
 def _call_app(url: str, tokens: int) -> str:
@@ -140,20 +152,15 @@ def _call_app(url: str, tokens: int) -> str:
     return reply
 
 
-def _load_app(model: str) -> ModuleType:
-    """Import app.py with the local backend on `model`: it shares this process's loaded model."""
-    os.environ.update(
-        LLM_BACKEND="local",
-        LOCAL_MODEL=model,
-        GRADIO_ANALYTICS_ENABLED="False",
-        RATE_LIMIT_PER_SESSION="none",  # the benchmark is one client sending many messages on purpose
-        RATE_LIMIT_PER_IP="none",
-    )
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "APP_AUTH"):
-        os.environ.pop(name, None)
-    import app
+def _app_on(backend: LocalBackend, model: str) -> SpaceBlocks:
+    """The Space's Blocks (app.build_demo) chatting with `backend`, which holds this process's loaded model."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    from app import build_demo
+    from services.config import Settings
 
-    return app
+    # No rate limit: the benchmark is one client sending many messages on purpose.
+    settings = Settings(local_model=model, rate_limit_session=None, rate_limit_ip=None)
+    return build_demo(settings, backend)
 
 
 async def _measure(model: str, tokens: int, args: argparse.Namespace, *, with_app: bool) -> tuple[float, str]:
@@ -177,10 +184,7 @@ async def _measure(model: str, tokens: int, args: argparse.Namespace, *, with_ap
     }
     demo = None
     if with_app:
-        app = _load_app(model)
-        if app.BACKEND.loaded is not loaded:
-            raise SystemExit("app.py loaded its own copy of the model: the comparison would not be fair")
-        demo = app.demo
+        demo = _app_on(backend, model)
         _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
 
         async def through_app() -> str:
@@ -255,7 +259,6 @@ def main() -> int:
                     )
                 )
             )
-        # app.py is imported once, on the first model: it cannot switch models afterwards.
         results = [asyncio.run(_measure(first, args.tokens, args, with_app=not args.no_app))]
         if first != DEFAULT_LOCAL_MODEL:
             if _is_cached(DEFAULT_LOCAL_MODEL):

@@ -477,7 +477,7 @@ def gradio_smoke(
             problem = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
         else:
             if answer == expected:
-                return answer
+                return expected
             problem = f"answered {answer!r}, expected {expected!r}"
         if attempt < attempts:
             sleep(delay)

@@ -132,9 +132,9 @@ def stop_app(app: RunningApp) -> None:
 
 
 @contextmanager
-def running_app(directory: Path, **env: str) -> Iterator[RunningApp]:
+def running_app(directory: Path, *, timeout: float = 60, port: int | None = None, **env: str) -> Iterator[RunningApp]:
     """`start_app` for a with-block (or a fixture's yield): the app is stopped however the block ends."""
-    app = start_app(directory, **env)
+    app = start_app(directory, timeout=timeout, port=port, **env)
     try:
         yield app
     finally:
