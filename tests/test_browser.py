@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support.apps import ROOT, RunningApp, fake_backed, running_app
+from tests.support.browser import chromium
 from tests.support.fake_openai import FakeOpenAI, Fault
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
 MARKDOWN_REPLY = "Here is **bold** text and code:\n```python\nprint(1)\n```\ndone"
 MESSAGE_BOX = "#message textarea"  # its placeholder is cleared after the first message
@@ -21,21 +20,8 @@ MESSAGE_BOX = "#message textarea"  # its placeholder is cleared after the first 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Playwright gives every launch a fresh, empty profile of its own (it refuses --user-data-dir here).
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
