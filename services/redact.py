@@ -3,7 +3,8 @@
 A model server's error text can quote the request that failed: the key exactly, but also base64-encoded (an
 `Authorization: Basic` header), URL-encoded, or upper-cased. `Scrubber` masks each secret the app holds in all of
 those forms, and anything else shaped like a credential, in every upstream text shown to a user and in every
-log record. A signed-in visitor's token is masked too, in every text about that visitor's request.
+log record. A signed-in visitor's token is masked too, in every text about that visitor's request. A reply that
+streams in (`StreamMasker`) is masked of the secrets the app holds before any piece of it is shown.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MASK", "Scrubber", "install_log_redaction", "shorten"]
+__all__ = ["MASK", "Scrubber", "StreamMasker", "install_log_redaction", "shorten"]
 
 MASK = "***"
 # Shorter values would mask ordinary words in log lines ("abc"), and no real key or password is that short.
 MIN_SECRET_LENGTH = 6
+# Lower-cases ASCII only, so that a text keeps its length: positions in it are positions in the original.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Anything shaped like a credential the app does not know of: API keys and tokens of the usual providers, and long
 # runs of base64/hex alphabet (a key in an encoding not listed above).
 # A key with a provider's prefix (sk-, hf_, ...) and a long random part with a digit in it; or a long run of the
@@ -58,6 +61,16 @@ def _forms(secret: str) -> tuple[set[str], set[str]]:
     return {form for form in any_case if form}, _base64_forms(raw)
 
 
+def _pattern(any_case: set[str], exact: set[str]) -> re.Pattern[str] | None:
+    """One regex for all the forms, or None when there is nothing to mask."""
+    if not any_case and not exact:
+        return None
+    # Longest first, so that a secret inside another's encoding is masked whole.
+    alternatives = [f"(?i:{re.escape(form)})" for form in sorted(any_case, key=len, reverse=True)]
+    alternatives += [re.escape(form) for form in sorted(exact, key=len, reverse=True)]
+    return re.compile("|".join(alternatives))
+
+
 class Scrubber:
     """Masks a fixed set of secrets in text, in every form above, plus those given for one text (`extra`)."""
 
@@ -66,19 +79,18 @@ class Scrubber:
         self._pattern = self._compile(self._secrets)
 
     @staticmethod
-    def _compile(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    def _all_forms(secrets: Iterable[str]) -> tuple[set[str], set[str]]:
         any_case: set[str] = set()
         exact: set[str] = set()
         for secret in secrets:
             loose, strict = _forms(secret)
             any_case |= loose
             exact |= strict
-        if not any_case and not exact:
-            return None
-        # Longest first, so that a secret inside another's encoding is masked whole.
-        alternatives = [f"(?i:{re.escape(form)})" for form in sorted(any_case, key=len, reverse=True)]
-        alternatives += [re.escape(form) for form in sorted(exact, key=len, reverse=True)]
-        return re.compile("|".join(alternatives))
+        return any_case, exact
+
+    @classmethod
+    def _compile(cls, secrets: Iterable[str]) -> re.Pattern[str] | None:
+        return _pattern(*cls._all_forms(secrets))
 
     def scrub(self, text: str, *extra: str | None) -> str:
         """`text` with every secret (and `extra`, a visitor's token), in every form, and anything
@@ -93,6 +105,58 @@ class Scrubber:
         if more and (pattern := self._compile(more)) is not None:
             text = pattern.sub(MASK, text)
         return text
+
+    def masker(self, *extra: str | None) -> StreamMasker:
+        """A `StreamMasker` for one streamed text, of the app's secrets and `extra` (the request's own token)."""
+        secrets = [*self._secrets, *(s for s in extra if s and len(s) >= MIN_SECRET_LENGTH)]
+        return StreamMasker(*self._all_forms(secrets))
+
+
+class StreamMasker:
+    """Masks secrets in a text that arrives in pieces, without ever showing the start of one before it is whole.
+
+    Only the known secrets, not credential-shaped text: a reply may rightly hold hashes and base64. A piece's end
+    that could begin a secret is held back until the next piece says whether it does; the rest passes at once,
+    so an ordinary reply streams exactly as it came. The work a piece costs is bounded by the piece and the
+    longest form, never the reply so far.
+    """
+
+    def __init__(self, any_case: set[str], exact: set[str]) -> None:
+        forms = [(form.translate(_ASCII_LOWER), True) for form in any_case] + [(form, False) for form in exact]
+        self._forms = sorted(forms, key=lambda item: len(item[0]), reverse=True)
+        self._longest = len(self._forms[0][0]) if self._forms else 0
+        self._pattern = _pattern(any_case, exact)
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """What of the text so far can be shown now, masked."""
+        if self._pattern is None:
+            return piece
+        text = self._pattern.sub(MASK, self._held + piece)
+        cut = self._unsure_from(text)
+        self._held = text[cut:]
+        return text[:cut]
+
+    def flush(self) -> str:
+        """The rest, at the end of the text: what was held back was the start of no secret after all."""
+        rest, self._held = self._held, ""
+        return rest
+
+    def _unsure_from(self, text: str) -> int:
+        """Where the longest end of `text` that begins some secret's form starts (len(text) if none does)."""
+        start = max(0, len(text) - self._longest + 1)
+        tail = text[start:]
+        folded = tail.translate(_ASCII_LOWER)
+        best = len(tail)
+        for form, any_case in self._forms:
+            hay = folded if any_case else tail
+            at = hay.find(form[0], max(0, len(hay) - len(form) + 1))
+            while at != -1 and at < best:
+                if form.startswith(hay[at:]):
+                    best = at
+                    break
+                at = hay.find(form[0], at + 1)
+        return start + best
 
 
 def shorten(text: str, limit: int = 200) -> str:

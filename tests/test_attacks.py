@@ -106,6 +106,32 @@ class TestRow1UpstreamErrorQuotingTheKey:
         assert KEY not in target.log()
 
 
+class TestRow1KeyStreamedAsTheReply:
+    @pytest.mark.parametrize("form", ["exact", "upper", "lower", "url", "basic"])
+    def test_a_key_the_server_streams_back_reaches_no_one(self, target, upstream, form):
+        """A server that streams the key it was sent as the answer, cut between two chunks: curl's /chat and
+        gradio_client's /ask show the reply with the key masked, and no update holds any part of it."""
+        echoed = {
+            "exact": KEY,
+            "upper": KEY.upper(),
+            "lower": KEY.lower(),
+            "url": urllib.parse.quote(KEY, safe=""),
+            "basic": base64.b64encode(f"user:{KEY}".encode()).decode(),
+        }[form]
+        upstream.behaviour.pieces = ("here: ", echoed[:9], echoed[9:] + " ok")
+        with httpx.Client(base_url=target.url, timeout=20) as http:
+            event_id = http.post("gradio_api/call/chat", json={"data": ["hello"]}).json()["event_id"]
+            streamed = http.get(f"gradio_api/call/chat/{event_id}").text
+        asked = Client(target.url, verbose=False).predict("hello", api_name="/ask")
+        # What "user:" and the padding alone decide of the base64 stays.
+        masked = "here: dXNlcjp***g== ok" if form == "basic" else "here: *** ok"
+        assert f'data: ["{masked}"]' in streamed
+        assert asked == masked
+        for variant in forms(KEY):
+            assert variant[:12] not in streamed
+            assert variant not in target.log()
+
+
 class TestRow2EncodedKeyInA400:
     @pytest.mark.parametrize("form", forms(KEY), ids=["exact", "upper", "lower", "url", "base64"])
     def test_no_form_of_the_key_is_shown_or_logged(self, target, upstream, form):

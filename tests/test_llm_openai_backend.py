@@ -40,8 +40,10 @@ from tests.support.fake_openai import MODEL, FakeOpenAI, Fault, free_port
 
 # Neither secret is shaped like a credential (no sk-/hf_ prefix, under 32 characters), so only the backend's
 # Scrubber (the owner's key) and the request's secret scope (the visitor's token) can mask them. Their base64
-# holds a "+", so the URL-safe alphabet spells it differently.
-OWNER_KEY = "owner~key/42+secret?"
+# holds a "+", so the URL-safe alphabet spells it differently. No form of either begins with a character that
+# ends a piece of the fake's replies here, so the masking of replies holds nothing back in the streaming tests
+# (TestSecretsInTheReply is where it does).
+OWNER_KEY = "#owner~key/42+secret?"
 VISITOR_TOKEN = "visitor.tok~n/99+x!"
 KEY_HINT = "the OPENAI_API_KEY secret"
 ROUTER_HINT = "your Hugging Face sign-in (sign out and in again; the token needs the inference-api scope)"
@@ -706,6 +708,48 @@ class TestHostileTexts:
         _, error = run_failing(make_backend(fake.base_url))
         assert str(error).endswith(": " + "x" * 190 + " ***")
         assert OWNER_KEY[:8] not in str(error)
+
+
+class TestSecretsInTheReply:
+    @pytest.mark.parametrize(("secret", "form"), HOSTILE_CASES)
+    def test_a_secret_streamed_as_reply_text_is_masked(self, fake: FakeOpenAI, secret: str, form: str):
+        """A server that streams the key it was sent back as the answer, cut between chunks anywhere: no piece
+        shown holds any of it, and the rest of the reply arrives whole."""
+        echoed = echoed_forms(secret)[form]
+        text = f"here it is: {echoed} and more"
+        for cut in range(len("here it is: ") + 1, len("here it is: ") + len(echoed), 3):
+            fake.reset()
+            fake.behaviour.pieces = (text[:cut], text[cut:])
+            request = ChatRequest(MESSAGES, PARAMS, model="m", api_key=VISITOR_TOKEN)
+            deltas = run_stream(make_backend(fake.base_url), request)
+            shown = "".join(delta.text for delta in deltas)
+            assert shown.startswith("here it is: "), shown
+            assert shown.endswith(" and more"), shown
+            assert "***" in shown
+            for piece in deltas:
+                assert_no_secret(piece.text)
+            assert_no_secret(shown)
+
+    def test_a_secret_streamed_as_thinking_is_masked(self, fake: FakeOpenAI):
+        fake.behaviour.thinking = f"the key is {OWNER_KEY} ok"
+        deltas = run_stream(make_backend(fake.base_url))
+        thinking = "".join(delta.thinking for delta in deltas)
+        assert thinking == "the key is *** ok"
+        assert "".join(delta.text for delta in deltas) == "You said: hello there"
+
+    def test_only_what_could_begin_a_secret_is_held_back(self, fake: FakeOpenAI):
+        """Each chunk is shown as it came, but for an end that could begin the key, shown with the next chunk."""
+        fake.behaviour.pieces = ("one ", "two #own", "ed it", " now")
+        texts = [delta.text for delta in run_stream(make_backend(fake.base_url))]
+        assert texts == ["one ", "two ", "#owned it", " now", ""]
+
+    def test_text_held_back_is_shown_when_the_stream_is_cut(self, fake: FakeOpenAI):
+        """A reply that ends on what could begin the key ("#owner~") and is then cut: that end still shows."""
+        fake.behaviour.pieces = ("one ", "two #owner~", " never sent")
+        fake.behaviour.faults.append(Fault(cut_after=2))
+        received, error = run_failing(make_backend(fake.base_url))
+        assert type(error) is StreamInterruptedError
+        assert "".join(delta.text for delta in received) == "one two #owner~"
 
 
 UNREADABLE_CHUNKS = [

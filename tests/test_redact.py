@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from services.redact import MASK, MIN_SECRET_LENGTH, Scrubber, install_log_redaction, shorten
 
@@ -170,6 +173,59 @@ class TestExtraSecrets:
     def test_short_or_missing_values_are_ignored(self):
         """None, empty and too-short values add nothing."""
         assert Scrubber([]).scrub("abc def", None, "", "abc") == "abc def"
+
+
+def _forms_of(secret: str) -> list[str]:
+    """The forms of `secret` a server echoes, as TestKnownSecrets and TestBase64 check them."""
+    return [
+        secret,
+        secret.upper(),
+        quote(secret, safe=""),
+        secret.encode().hex(),
+        base64.b64encode(secret.encode()).decode(),
+        base64.b64encode(f"user:{secret}".encode()).decode(),
+    ]
+
+
+def _streamed(scrubber: Scrubber, text: str, cuts: list[int], *extra: str) -> list[str]:
+    """`text` cut at `cuts` and fed piece by piece: what each piece shows, and the flush at the end last."""
+    bounds = sorted({0, len(text), *(min(cut, len(text)) for cut in cuts)})
+    masker = scrubber.masker(*extra)
+    return [masker.feed(text[a:b]) for a, b in itertools.pairwise(bounds)] + [masker.flush()]
+
+
+class TestStreamMasker:
+    @given(
+        st.text(max_size=30),
+        st.sampled_from(_forms_of(SECRET)),
+        st.text(max_size=30),
+        st.lists(st.integers(min_value=0, max_value=120), max_size=8),
+    )
+    @example("hunter2-Xy", _forms_of(SECRET)[0], "", [3, 14])  # a false start of the secret right before it
+    def test_however_it_is_cut_the_whole_text_is_masked_as_one(self, before, form, after, cuts):
+        """Pieces shown one after another never hold any part of the secret beyond what it shares with the
+        surroundings, and together they are exactly the whole text masked at once."""
+        scrubber = Scrubber([SECRET])
+        text = f"{before}{form}{after}"
+        shown = _streamed(scrubber, text, cuts)
+        assert "".join(shown) == scrubber.scrub_known(text)
+        assert SECRET.lower() not in "".join(shown).lower()
+
+    def test_a_visitors_token_is_masked_too(self):
+        token = "visitor-Tok3n-42"
+        shown = _streamed(Scrubber([SECRET]), f"a {token} and {SECRET} b", [5, 12, 20], token)
+        assert "".join(shown) == "a *** and *** b"
+
+    def test_what_cannot_begin_a_secret_is_shown_at_once(self):
+        """Only an end that could begin a form is held; it shows with the next piece, or at the flush."""
+        scrubber = Scrubber([SECRET])
+        assert _streamed(scrubber, "one two three", [4, 8]) == ["one ", "two ", "three", ""]
+        assert _streamed(scrubber, "say hun", [4]) == ["say ", "", "hun"]
+        assert _streamed(scrubber, "say hunt and", [4, 8]) == ["say ", "", "hunt and", ""]
+
+    def test_with_no_secret_nothing_is_held(self):
+        masker = Scrubber([]).masker()
+        assert [masker.feed("h"), masker.feed("unter2"), masker.flush()] == ["h", "unter2", ""]
 
 
 class TestLogRedaction:

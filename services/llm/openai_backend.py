@@ -307,6 +307,8 @@ class OpenAIBackend:
         pieces = 0
         finished = False
         event = ""
+        # A server may echo the key it was sent (a debugging proxy, a hostile one): masked before it is shown.
+        answer, thought = self._scrubber.masker(request.api_key), self._scrubber.masker(request.api_key)
         try:
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
@@ -322,12 +324,17 @@ class OpenAIBackend:
                 if event == "error":
                     raise _StreamErrorEvent(_error_text(_loads_or_text(data)))
                 text, thinking, finish = _read_chunk(data)
+                text, thinking = answer.feed(text), thought.feed(thinking)
+                if finish is not None:
+                    text, thinking = text + answer.flush(), thinking + thought.flush()
                 finished = finished or finish is not None
                 if text or thinking or finish:
                     pieces += 1
                     yield Delta(text, thinking, finish)
         except (*_TRANSPORT_ERRORS, _StreamErrorEvent, ValueError) as e:  # type: ignore[misc]
             logger.warning("Stream from %s cut after %d pieces: %s", self.server, pieces, type(e).__name__)
+            if (rest := Delta(answer.flush(), thought.flush())).text or rest.thinking:
+                yield rest  # what did arrive stays shown
             raise StreamInterruptedError(f"The reply was cut off: {self._cut_reason(e, request.api_key)}") from e
         finally:
             # Closes the HTTP response even when our consumer stops early (the user pressed Stop), which is what
@@ -335,6 +342,8 @@ class OpenAIBackend:
             # error that broke it is the one to report.
             with contextlib.suppress(*_TRANSPORT_ERRORS):
                 await response.aclose()
+        if (rest := Delta(answer.flush(), thought.flush())).text or rest.thinking:
+            yield rest
         if not finished:
             # Every OpenAI-compatible server ends a reply with a finish_reason; a body that just stops was cut.
             logger.warning("Stream from %s ended after %d pieces without a finish_reason", self.server, pieces)

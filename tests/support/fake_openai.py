@@ -52,13 +52,15 @@ class Fault:
 
 @dataclass
 class Behaviour:
-    """What the server does. `reply=None` echoes: 'You said: <last user message>'; `tokens` repeats a word.
+    """What the server does. `reply=None` echoes: 'You said: <last user message>'; `tokens` repeats a word;
+    `pieces` streams exactly those pieces (to cut a word, or a key, between two chunks).
 
     `thinking`: words of thinking streamed before the answer, in the delta field (or as tags) `thinking_style` says.
     """
 
     reply: str | None = None
     tokens: int | None = None
+    pieces: tuple[str, ...] | None = None
     delay: float = 0.0
     faults: deque[Fault] = field(default_factory=deque)
     thinking: str | None = None
@@ -81,6 +83,8 @@ def split_tokens(text: str) -> list[str]:
 
 
 def reply_for(body: dict[str, Any], behaviour: Behaviour) -> list[str]:
+    if behaviour.pieces is not None:
+        return list(behaviour.pieces)
     if behaviour.tokens is not None:
         return [f"t{i} " for i in range(behaviour.tokens)]
     if behaviour.reply is not None:
