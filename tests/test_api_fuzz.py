@@ -111,8 +111,23 @@ class TestRawHttpFuzz:
         ("chat", '{"data": ["\\ud800 hi", "s", 0.5, 10]}', "You said: \ufffd hi"),  # a lone surrogate
         ("chat", '{"data": ["hi", "\\udfff", 0.5, 10]}', "You said: hi"),
         ("reverse", '{"data": ["a\\ud800b"]}', "b\ufffda"),
-        # Too many inputs: the fifth is the model, refused by name; the sixth is ignored.
-        ("chat", '{"data": ["hi", "s", 0.5, 10, "extra", "more"]}', "model: 'extra' is not offered here"),
+        # The fifth input is the model, refused by name; a sixth is one more than /chat takes.
+        ("chat", '{"data": ["hi", "s", 0.5, 10, "extra"]}', "model: 'extra' is not offered here"),
+        ("chat", '{"data": ["hi", "s", 0.5, 10, "", "more"]}', 422),
+        # Not text where text is taken: refused by name, never answered for its Python repr.
+        ("greet", '{"data": [5]}', "name: expected text, got int"),
+        ("reverse", '{"data": [{"a": 1}]}', "text: expected text, got dict"),
+        ("count", '{"data": [null]}', "text: expected text, got NoneType"),
+        # A file reference where no file is taken (Gradio would refuse the path, with a traceback in the log).
+        ("greet", '{"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]}', 422),
+        ("chat", '{"data": ["hi", {"x": [{"path": "a", "meta": {"_type": "gradio.FileData"}}]}]}', 422),
+        # JSON nested past what any input needs, or past what the parser can read; a text of it for /ask.
+        ("greet", '{"data": [' + "[" * 40 + "]" * 40 + "]}", 422),
+        ("greet", '{"data": [' + "[" * 1100 + "]" * 1100 + "]}", 422),
+        ("ask", '{"data": ["hi", "' + "[" * 3000 + '"]}', "history: is not JSON"),
+        # No such endpoint: a 404 that says where the list is, not a 500.
+        ("nope", '{"data": ["x"]}', 404),
+        ("respond", '{"data": ["x"]}', 404),  # the page's own event: not an API endpoint
         # Too few: the documented defaults fill the rest; none at all names what is missing.
         ("chat", '{"data": ["Hello!"]}', "You said: Hello!"),
         ("chat", '{"data": []}', 422),
@@ -129,7 +144,16 @@ class TestRawHttpFuzz:
 
     @pytest.mark.parametrize(("api", "body", "expected"), CASES)
     def test_call_api(self, fuzz_app, api, body, expected):
-        """POST /gradio_api/call/<api> gives the value or the clear error, never a server error or a traceback."""
+        """POST /gradio_api/call/<api> gives the value or the clear error, never a server error or a traceback,
+        in the answer or in the log."""
+        logged = len(fuzz_app.log())
+        try:
+            self._call(fuzz_app, api, body, expected)
+        finally:
+            assert "Traceback" not in fuzz_app.log()[logged:]
+
+    @staticmethod
+    def _call(fuzz_app: RunningApp, api: str, body: str, expected: str | int) -> None:
         with httpx.Client(base_url=fuzz_app.url, timeout=20) as http:
             posted = http.post(f"/gradio_api/call/{api}", content=body, headers={"content-type": "application/json"})
             if isinstance(expected, int):
@@ -144,6 +168,41 @@ class TestRawHttpFuzz:
                 assert last_data["error"].startswith(expected), text
             else:
                 assert last_data[0] == expected, text
+
+    @pytest.mark.parametrize(
+        ("body", "detail"),
+        [
+            ({}, "/greet needs 'name'"),
+            ({"name": "Ada", "bogus": 1}, "/greet has no input 'bogus'"),
+            ({"data": ["Ada"]}, "/greet has no input 'data'"),
+            ([], "/greet takes its inputs by name"),
+        ],
+    )
+    def test_named_inputs_are_checked(self, fuzz_app, body, detail):
+        """/call/v2/<api> (inputs by name): unknown and missing names are refused with a 422 that says which."""
+        refused = httpx.post(fuzz_app.url + "gradio_api/call/v2/greet", json=body, timeout=20)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"].startswith(detail)
+        assert "Traceback" not in fuzz_app.log()
+
+    def test_named_inputs_are_answered(self, fuzz_app):
+        with httpx.Client(base_url=fuzz_app.url, timeout=20) as http:
+            posted = http.post("gradio_api/call/v2/greet", json={"name": "Ada"})
+            assert posted.status_code == 200, posted.text
+            assert "Hello, Ada!" in http.get(f"gradio_api/call/v2/greet/{posted.json()['event_id']}").text
+
+    def test_a_file_reference_is_refused_where_the_page_takes_none(self, fuzz_app):
+        """Over the queue (the page's and gradio_client's path) too: only an event that takes a file gets one."""
+        config = httpx.get(fuzz_app.url + "config", timeout=10).json()
+        greet = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "greet")
+        body = {
+            "data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}],
+            "fn_index": greet,
+            "session_hash": "fuzzfile01",
+        }
+        refused = httpx.post(fuzz_app.url + "gradio_api/queue/join", json=body, timeout=10)
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == f"Event {greet} takes no files; the request sent a file reference."
 
     def test_missing_inputs_are_named_and_the_app_keeps_serving(self, fuzz_app):
         """A call with no inputs is refused with the names of those it needs, and the next call works."""

@@ -53,7 +53,7 @@ def _history_value(value: object, limits: Limits) -> object:
             raise ValidationError("history", f"has {count:,} messages; at most {limits.max_messages:,} are accepted.")
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting past the parser's depth is not a conversation either
             raise ValidationError(
                 "history", 'is not JSON: give a list such as [{"role": "user", "content": "Hi"}].'
             ) from None

@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import gradio as gr
+from gradio.data_classes import ListFiles
 from starlette.middleware import Middleware
 
 from services.config import Settings
-from ui.middleware import ApiShape, EdgeGuard, EdgePolicy
+from ui.middleware import ApiShape, EdgeGuard, EdgePolicy, EventShape
 
 __all__ = ["SpaceBlocks", "launch_options"]
 
@@ -51,31 +52,43 @@ def _force_theme_js(mode: str) -> str | None:
     """
 
 
+def _takes_files(block: object) -> bool:
+    model = getattr(block, "data_model", None)
+    return isinstance(model, type) and issubclass(model, (gr.FileData, ListFiles))
+
+
 def _shapes(blocks: gr.Blocks) -> Callable[[], Mapping[str, ApiShape]]:
     found: dict[str, ApiShape] = {}
 
     def shapes() -> Mapping[str, ApiShape]:
         if not found:
+            files = {fn.api_name: any(_takes_files(b) for b in fn.inputs) for fn in blocks.fns.values()}
             for name, info in blocks.get_api_info()["named_endpoints"].items():
                 parameters = tuple(
                     (p["parameter_name"], bool(p["parameter_has_default"]), p.get("parameter_default"))
                     for p in info["parameters"]
                 )
-                found[name.lstrip("/")] = ApiShape(name.lstrip("/"), parameters)
+                api_name = name.lstrip("/")
+                found[api_name] = ApiShape(api_name, parameters, takes_files=files.get(api_name, False))
         return found
 
     return shapes
 
 
-def _inputs(blocks: gr.Blocks) -> Callable[[], Mapping[int, int]]:
-    found: dict[int, int] = {}
+def _events(blocks: gr.Blocks) -> Callable[[], Mapping[int, EventShape]]:
+    found: dict[int, EventShape] = {}
 
-    def inputs() -> Mapping[int, int]:
+    def events() -> Mapping[int, EventShape]:
         if not found:
-            found.update({dep["id"]: len(dep["inputs"]) for dep in blocks.config["dependencies"]})
+            found.update(
+                {
+                    index: EventShape(len(fn.inputs), takes_files=any(_takes_files(b) for b in fn.inputs))
+                    for index, fn in blocks.fns.items()
+                }
+            )
         return found
 
-    return inputs
+    return events
 
 
 def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> dict[str, Any]:
@@ -110,7 +123,7 @@ def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> 
         "app_kwargs": {
             # FastAPI's own schema route answers without Gradio's login; Gradio's /gradio_api/openapi.json stays.
             "openapi_url": None,
-            "middleware": [Middleware(EdgeGuard, policy=policy, shapes=_shapes(blocks), inputs=_inputs(blocks))],
+            "middleware": [Middleware(EdgeGuard, policy=policy, shapes=_shapes(blocks), events=_events(blocks))],
         },
     }
 

@@ -6,8 +6,10 @@
 - Failed logins throttled per address: past LOGIN_ATTEMPTS_PER_MINUTE, 429 with Retry-After (a window, never a
   lockout: the right password works again once the window has passed).
 - Routes the Space does not use answer 404: deep links, which would replay one visitor's values to another.
-- API calls that leave inputs out get the documented defaults, or a 422 naming what is missing, instead of
-  Gradio's bare `{"error": null}`.
+- API calls are checked against what the endpoint takes before Gradio parses them: a name it does not have
+  (404), inputs left out (the documented defaults, or a 422 naming what is missing), too many or unknown ones,
+  JSON nested deeper than any input needs, file references where the event takes no file (422), each with a
+  sentence instead of Gradio's bare `{"error": null}`, a 500 or a traceback in the log.
 - Every response says what the page may load: images and media from the app itself only
   (Content-Security-Policy), so that no model output can make a visitor's browser fetch from elsewhere.
 """
@@ -27,7 +29,7 @@ from services.errors import RateLimitedError
 from services.network import client_address
 from services.ratelimit import RateLimiter
 
-__all__ = ["ApiShape", "EdgeGuard", "EdgePolicy"]
+__all__ = ["ApiShape", "EdgeGuard", "EdgePolicy", "EventShape"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +42,31 @@ _SECURITY_HEADERS = [
 _BLOCKED = ("/gradio_api/deep_link",)
 # Room for a multipart envelope around an upload of MAX_UPLOAD_BYTES.
 _MULTIPART_OVERHEAD = 64 * 1024
+# No input nests deeper than a saved chat (about 6 levels); Gradio's own walks over a value recurse.
+MAX_JSON_DEPTH = 32
 
 
 @dataclass(frozen=True)
 class ApiShape:
-    """An endpoint's parameters, in order: (name, has_default, default)."""
+    """An endpoint's parameters, in order: (name, has_default, default); and whether any input is a file."""
 
     name: str
     parameters: tuple[tuple[str, bool, Any], ...]
+    takes_files: bool = False
+
+
+@dataclass(frozen=True)
+class EventShape:
+    """What one event of the page (by index) takes: how many inputs, and whether any is a file."""
+
+    inputs: int
+    takes_files: bool = False
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    status: int
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -81,7 +100,7 @@ async def _respond(send: Send, status: int, detail: str, headers: list[tuple[byt
 
 class EdgeGuard:
     """ASGI middleware for the rules above. `shapes` gives the public endpoints' parameters by API name, and
-    `inputs` the number of inputs by event index (both read from the Blocks on first use)."""
+    `events` what each event takes by its index (both read from the Blocks on first use)."""
 
     def __init__(
         self,
@@ -89,12 +108,12 @@ class EdgeGuard:
         *,
         policy: EdgePolicy,
         shapes: Callable[[], Mapping[str, ApiShape]],
-        inputs: Callable[[], Mapping[int, int]],
+        events: Callable[[], Mapping[int, EventShape]],
     ) -> None:
         self.app = app
         self.policy = policy
         self._shapes = shapes
-        self._inputs = inputs
+        self._events = events
         self._logins = RateLimiter(
             policy.login_attempts,
             what="address",
@@ -142,8 +161,8 @@ class EdgeGuard:
                 await _respond(send, 413, f"The request is larger than this Space accepts ({limit:,} bytes).")
                 return
             fixed = self._complete_inputs(path, body)
-            if isinstance(fixed, str):
-                await _respond(send, 422, fixed)
+            if isinstance(fixed, _Refusal):
+                await _respond(send, fixed.status, fixed.detail)
                 return
             await self.app(_with_length(scope, len(fixed)), _replay(fixed), send_with_headers)
             return
@@ -195,38 +214,93 @@ class EdgeGuard:
             self._logins.count(address)
             logger.info("Failed login from %s", address)
 
-    def _complete_inputs(self, path: str, body: bytes) -> bytes | str:
+    def _complete_inputs(self, path: str, body: bytes) -> bytes | _Refusal:
         """The body with missing trailing inputs filled with their defaults, or why it cannot be run."""
         try:
             payload = json.loads(body or b"null")
-        except ValueError:
-            return "The request body is not JSON."
+        except (ValueError, RecursionError):
+            return _Refusal(422, "The request body is not JSON.")
+        files, too_deep = _walk(payload)
+        if too_deep:
+            return _Refusal(422, f"The request body nests deeper than the {MAX_JSON_DEPTH} levels any input needs.")
+        if path == "/gradio_api/queue/join":
+            return self._check_event(payload, body, files)
+        name = path.removeprefix("/gradio_api/call/").removeprefix("v2/").split("/", 1)[0]
+        shape = self._shapes().get(name)
+        if shape is None:
+            return _Refusal(404, f"This Space has no API endpoint /{name[:60]}: /gradio_api/info lists them.")
+        if files and not shape.takes_files:
+            return _Refusal(422, f"/{name} takes no files; the request sent a file reference.")
         if path.startswith("/gradio_api/call/v2/"):
-            return body  # named arguments: Gradio fills the defaults itself
+            return _check_named(shape, payload, body)
         if not isinstance(payload, dict):
-            return 'The request body must be a JSON object such as {"data": [...]}.'
+            return _Refusal(422, 'The request body must be a JSON object such as {"data": [...]}.')
         data = payload.get("data")
         if not isinstance(data, list):
-            return 'The request body needs "data": a list of the endpoint\'s inputs, in order.'
-        if path == "/gradio_api/queue/join":
-            index = payload.get("fn_index")
-            wanted = self._inputs().get(index) if isinstance(index, int) else None
-            if wanted is not None and len(data) < wanted:
-                return f"Event {index} takes {wanted} inputs; the request sent {len(data)}."
-            return body
-        name = path.removeprefix("/gradio_api/call/").split("/", 1)[0]
-        shape = self._shapes().get(name)
-        if shape is None or len(data) >= len(shape.parameters):
+            return _Refusal(422, 'The request body needs "data": a list of the endpoint\'s inputs, in order.')
+        if len(data) > len(shape.parameters):
+            return _Refusal(422, f"/{name} takes {len(shape.parameters)} inputs ({_names(shape)}); got {len(data)}.")
+        if len(data) == len(shape.parameters):
             return body
         missing = [param for param, has_default, _ in shape.parameters[len(data) :] if not has_default]
         if missing:
-            return (
-                f"/{name} needs {', '.join(repr(m) for m in missing)} (inputs in order: "
-                + ", ".join(param for param, _, _ in shape.parameters)
-                + ")."
+            return _Refusal(
+                422, f"/{name} needs {', '.join(repr(m) for m in missing)} (inputs in order: {_names(shape)})."
             )
         payload["data"] = data + [default for _, _, default in shape.parameters[len(data) :]]
         return json.dumps(payload).encode()
+
+    def _check_event(self, payload: object, body: bytes, files: bool) -> bytes | _Refusal:
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+            return _Refusal(422, 'The request body needs "data": a list of the event\'s inputs, in order.')
+        index = payload.get("fn_index")
+        event = self._events().get(index) if isinstance(index, int) else None
+        if event is None:
+            return body  # Gradio answers an unknown event itself, with a 4xx
+        if len(payload["data"]) < event.inputs:
+            return _Refusal(422, f"Event {index} takes {event.inputs} inputs; the request sent {len(payload['data'])}.")
+        if files and not event.takes_files:
+            return _Refusal(422, f"Event {index} takes no files; the request sent a file reference.")
+        return body
+
+
+def _names(shape: ApiShape) -> str:
+    return ", ".join(param for param, _, _ in shape.parameters)
+
+
+def _check_named(shape: ApiShape, payload: object, body: bytes) -> bytes | _Refusal:
+    """/call/v2/<name> takes the inputs by name, as a JSON object: none unknown, none required left out."""
+    if not isinstance(payload, dict):
+        return _Refusal(422, f"/{shape.name} takes its inputs by name, as a JSON object ({_names(shape)}).")
+    known = {param for param, _, _ in shape.parameters} | {"oauth_token"}
+    unknown = [key for key in payload if key not in known]
+    if unknown:
+        shown = ", ".join(repr(key[:40]) for key in unknown[:5])
+        return _Refusal(422, f"/{shape.name} has no input {shown} (its inputs: {_names(shape)}).")
+    missing = [param for param, has_default, _ in shape.parameters if not has_default and param not in payload]
+    if missing:
+        return _Refusal(
+            422, f"/{shape.name} needs {', '.join(repr(m) for m in missing)} (its inputs: {_names(shape)})."
+        )
+    return body
+
+
+def _walk(value: object) -> tuple[bool, bool]:
+    """(whether `value` holds a Gradio file reference, whether it nests deeper than MAX_JSON_DEPTH), without
+    recursion: the value is a caller's."""
+    files = False
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return files, True
+        if isinstance(item, dict):
+            meta = item.get("meta")
+            files = files or (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData")
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return files, False
 
 
 def _with_length(scope: Scope, length: int) -> Scope:

@@ -2,6 +2,8 @@
 
 Each tab's button is also the endpoint: its function's parameter names, its components' types and its docstring
 (with `Args:` and `Returns:`) are what the API docs, `gradio_client`, `/gradio_api/openapi.json` and MCP agents see.
+The events skip the Textbox's preprocessing (`preprocess=False`): it would turn a number or an object an API
+caller sent into its Python repr and answer for that; the services check that a text is text instead.
 """
 
 from __future__ import annotations
@@ -164,20 +166,22 @@ class Tools:
         labels = {"reverse": "Reverse", "upper": "UPPERCASE", "lower": "lowercase", "title": "Title Case"}
         with gr.Row():
             for api_name, fn in self.text_tools().items():
-                gr.Button(labels.get(api_name, api_name), size="sm").click(fn, text_in, text_out, api_name=api_name)
+                gr.Button(labels.get(api_name, api_name), size="sm").click(
+                    fn, text_in, text_out, api_name=api_name, preprocess=False
+                )
             count_button = gr.Button("Count characters, words, lines", size="sm")
         with gr.Row(elem_id="counts"):
             counts = [
                 gr.Number(label=label, precision=0, interactive=False) for label in ("Characters", "Words", "Lines")
             ]
-        count_button.click(self.count_fn(), text_in, counts, api_name="count")
+        count_button.click(self.count_fn(), text_in, counts, api_name="count", preprocess=False)
 
     def build_greeting_tab(self) -> None:
         with gr.Row():
             name = gr.Textbox(label="Your name", placeholder="Ada")
             greeting = gr.Textbox(label="Greeting")
         button = gr.Button("Greet", variant="primary")
-        gr.on([button.click, name.submit], self.greet, name, greeting, api_name="greet")
+        gr.on([button.click, name.submit], self.greet, name, greeting, api_name="greet", preprocess=False)
 
     def build_counter_tab(self) -> None:
         gr.Markdown("A counter kept per browser session (and per `gradio_client.Client`).")
