@@ -204,6 +204,24 @@ class TestRawHttpFuzz:
         assert refused.status_code == 422
         assert refused.json()["detail"] == f"Event {greet} takes no files; the request sent a file reference."
 
+    @pytest.mark.parametrize(
+        ("fn_index", "status", "detail"),
+        [
+            (999, 404, "This Space has no event 999."),
+            ("1", 422, '"fn_index" must be the number of one of the page\'s events.'),
+            (True, 422, '"fn_index" must be the number of one of the page\'s events.'),
+        ],
+    )
+    def test_an_event_the_page_does_not_have_is_refused(self, fuzz_app, fn_index, status, detail):
+        """The queue's events by index: one that does not exist, or an index that is not a number (which Gradio
+        would read as a number, and run that event on the wrong inputs), is refused without a traceback."""
+        logged = len(fuzz_app.log())
+        body = {"data": ["x"], "fn_index": fn_index, "session_hash": "fuzzindex1"}
+        refused = httpx.post(fuzz_app.url + "gradio_api/queue/join", json=body, timeout=10)
+        assert refused.status_code == status, refused.text
+        assert refused.json()["detail"] == detail
+        assert "Traceback" not in fuzz_app.log()[logged:]
+
     def test_missing_inputs_are_named_and_the_app_keeps_serving(self, fuzz_app):
         """A call with no inputs is refused with the names of those it needs, and the next call works."""
         with httpx.Client(base_url=fuzz_app.url, timeout=20) as http:

@@ -76,6 +76,7 @@ def _shapes(blocks: gr.Blocks) -> Callable[[], Mapping[str, ApiShape]]:
 
 
 def _events(blocks: gr.Blocks) -> Callable[[], Mapping[int, EventShape]]:
+    # Every event the page can send is in blocks.fns: it has no gr.render, whose events exist per session only.
     found: dict[int, EventShape] = {}
 
     def events() -> Mapping[int, EventShape]:

@@ -254,9 +254,13 @@ class EdgeGuard:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             return _Refusal(422, 'The request body needs "data": a list of the event\'s inputs, in order.')
         index = payload.get("fn_index")
-        event = self._events().get(index) if isinstance(index, int) else None
+        if index is None:
+            return body  # Gradio's own 400: "No function index provided."
+        if isinstance(index, bool) or not isinstance(index, int):
+            return _Refusal(422, '"fn_index" must be the number of one of the page\'s events.')
+        event = self._events().get(index)
         if event is None:
-            return body  # Gradio answers an unknown event itself, with a 4xx
+            return _Refusal(404, f"This Space has no event {index}.")
         if len(payload["data"]) < event.inputs:
             return _Refusal(422, f"Event {index} takes {event.inputs} inputs; the request sent {len(payload['data'])}.")
         if files and not event.takes_files:
