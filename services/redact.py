@@ -22,8 +22,10 @@ __all__ = ["MASK", "Scrubber", "StreamMasker", "install_log_redaction", "shorten
 MASK = "***"
 # Shorter values would mask ordinary words in log lines ("abc"), and no real key or password is that short.
 MIN_SECRET_LENGTH = 6
-# Lower-cases ASCII only, so that a text keeps its length: positions in it are positions in the original.
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+# Folds a text as the regex's (?i) compares it with ASCII, keeping its length (positions in it are positions in
+# the original): ASCII letters to lower case, and the four other letters (?i) matches to an ASCII one: the long
+# s (U+017F), the Kelvin sign (U+212A), the dotless i (U+0131) and the capital I with a dot (U+0130).
+_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ\u017f\u212a\u0131\u0130", "abcdefghijklmnopqrstuvwxyzskii")
 # Anything shaped like a credential the app does not know of: API keys and tokens of the usual providers, and long
 # runs of base64/hex alphabet (a key in an encoding not listed above).
 # A key with a provider's prefix (sk-, hf_, ...) and a long random part with a digit in it; or a long run of the
@@ -116,13 +118,14 @@ class StreamMasker:
     """Masks secrets in a text that arrives in pieces, without ever showing the start of one before it is whole.
 
     Only the known secrets, not credential-shaped text: a reply may rightly hold hashes and base64. A piece's end
-    that could begin a secret is held back until the next piece says whether it does; the rest passes at once,
-    so an ordinary reply streams exactly as it came. The work a piece costs is bounded by the piece and the
-    longest form, never the reply so far.
+    that could begin a secret is held back, unmasked, until the next piece says whether it does; the rest is
+    masked and passes at once, so an ordinary reply streams exactly as it came. What is shown is what masking the
+    whole text at once would show. The work a piece costs is bounded by the piece and the longest form, never the
+    reply so far.
     """
 
     def __init__(self, any_case: set[str], exact: set[str]) -> None:
-        forms = [(form.translate(_ASCII_LOWER), True) for form in any_case] + [(form, False) for form in exact]
+        forms = [(form.translate(_FOLD), True) for form in any_case] + [(form, False) for form in exact]
         self._forms = sorted(forms, key=lambda item: len(item[0]), reverse=True)
         self._longest = len(self._forms[0][0]) if self._forms else 0
         self._pattern = _pattern(any_case, exact)
@@ -132,31 +135,49 @@ class StreamMasker:
         """What of the text so far can be shown now, masked."""
         if self._pattern is None:
             return piece
-        text = self._pattern.sub(MASK, self._held + piece)
+        text = self._held + piece
         cut = self._unsure_from(text)
+        for match in self._pattern.finditer(text):  # the matches masking the whole text would make, here
+            if match.start() < cut < match.end():
+                cut = match.start()  # a whole secret across the cut: held whole, so it is masked whole
+                break
+            if match.start() >= cut:
+                break
         self._held = text[cut:]
-        return text[:cut]
+        return self._pattern.sub(MASK, text[:cut])
 
     def flush(self) -> str:
-        """The rest, at the end of the text: what was held back was the start of no secret after all."""
+        """The rest, masked, at the end of the text."""
         rest, self._held = self._held, ""
-        return rest
+        return self._pattern.sub(MASK, rest) if self._pattern is not None else rest
 
     def _unsure_from(self, text: str) -> int:
-        """Where the longest end of `text` that begins some secret's form starts (len(text) if none does)."""
+        """Where the longest end of `text` that could begin some secret's form starts (len(text) if none does)."""
         start = max(0, len(text) - self._longest + 1)
         tail = text[start:]
-        folded = tail.translate(_ASCII_LOWER)
+        folded = tail.translate(_FOLD)
         best = len(tail)
         for form, any_case in self._forms:
             hay = folded if any_case else tail
-            at = hay.find(form[0], max(0, len(hay) - len(form) + 1))
+            first = max(0, len(hay) - len(form) + 1)
+            if any_case and not form.isascii():
+                # (?i) matches some letters outside ASCII with others (e acute with E acute): any such letter of
+                # the form could be matched by a letter here, so each position is tried with those as wildcards.
+                at = next((i for i in range(first, best) if _loosely_begins(form, hay[i:])), -1)
+                best = at if at != -1 else best
+                continue
+            at = hay.find(form[0], first)
             while at != -1 and at < best:
                 if form.startswith(hay[at:]):
                     best = at
                     break
                 at = hay.find(form[0], at + 1)
         return start + best
+
+
+def _loosely_begins(form: str, text: str) -> bool:
+    """Whether `text` could be how `form` begins, a non-ASCII letter of the form standing for any character."""
+    return len(text) < len(form) and all(a == b or not a.isascii() for a, b in zip(form, text, strict=False))
 
 
 def shorten(text: str, limit: int = 200) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -742,6 +743,19 @@ class TestSecretsInTheReply:
         fake.behaviour.pieces = ("one ", "two #own", "ed it", " now")
         texts = [delta.text for delta in run_stream(make_backend(fake.base_url))]
         assert texts == ["one ", "two ", "#owned it", " now", ""]
+
+    def test_text_after_the_finish_reason_is_masked_with_what_came_before(self):
+        """A hostile server that sends the key's start with the finish_reason and its end after: still masked."""
+
+        def chunk(content: str, finish: str | None = None) -> str:
+            choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+            return "data: " + json.dumps({"choices": [choice]}) + "\n\n"
+
+        body = chunk("the key is " + OWNER_KEY[:7], "stop") + chunk(OWNER_KEY[7:] + " ok") + "data: [DONE]\n\n"
+        with raw_server(http_response("200 OK", body, "text/event-stream")) as base_url:
+            deltas = run_stream(make_backend(base_url))
+        assert "".join(delta.text for delta in deltas) == "the key is *** ok"
+        assert [delta.finish_reason for delta in deltas if delta.finish_reason] == ["stop"]
 
     def test_text_held_back_is_shown_when_the_stream_is_cut(self, fake: FakeOpenAI):
         """A reply that ends on what could begin the key ("#owner~") and is then cut: that end still shows."""

@@ -211,6 +211,26 @@ class TestStreamMasker:
         assert "".join(shown) == scrubber.scrub_known(text)
         assert SECRET.lower() not in "".join(shown).lower()
 
+    @pytest.mark.parametrize(
+        ("secrets", "text", "cuts"),
+        [
+            # Letters outside ASCII that the regex's (?i) matches with ASCII ones, or with other letters.
+            (["sk-abcdef1234567890"], "here: \u017fk-abcdef1234567890 ok", [7]),
+            (["key1234567890"], "here: \u212aey1234567890 ok", [7]),
+            (["Épassword123"], "here: épassword123 ok", [7]),
+            (["admin-İpsum42"], "here: admin-ipsum42 ok", [13]),
+            # One secret inside another, and one that holds the mask's own character.
+            (["abcdefghij", "cdefgh"], "x abcdefghij y", [10]),
+            (["**abc123", "zzzzzz"], "zzzzzzabc123", [6]),
+            # A secret that begins its own URL-encoded form.
+            (["2bB22%"], "x 2bB22%251B y", [8]),
+        ],
+    )
+    def test_cuts_that_once_let_a_secret_through(self, secrets, text, cuts):
+        scrubber = Scrubber(secrets)
+        assert "".join(_streamed(scrubber, text, cuts)) == scrubber.scrub_known(text)
+        assert MASK in scrubber.scrub_known(text)
+
     def test_a_visitors_token_is_masked_too(self):
         token = "visitor-Tok3n-42"
         shown = _streamed(Scrubber([SECRET]), f"a {token} and {SECRET} b", [5, 12, 20], token)

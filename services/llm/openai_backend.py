@@ -325,8 +325,6 @@ class OpenAIBackend:
                     raise _StreamErrorEvent(_error_text(_loads_or_text(data)))
                 text, thinking, finish = _read_chunk(data)
                 text, thinking = answer.feed(text), thought.feed(thinking)
-                if finish is not None:
-                    text, thinking = text + answer.flush(), thinking + thought.flush()
                 finished = finished or finish is not None
                 if text or thinking or finish:
                     pieces += 1
