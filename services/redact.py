@@ -78,7 +78,8 @@ class Scrubber:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_SECRET_LENGTH))
-        self._pattern = self._compile(self._secrets)
+        self._forms = self._all_forms(self._secrets)
+        self._pattern = _pattern(*self._forms)
 
     @staticmethod
     def _all_forms(secrets: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -110,8 +111,8 @@ class Scrubber:
 
     def masker(self, *extra: str | None) -> StreamMasker:
         """A `StreamMasker` for one streamed text, of the app's secrets and `extra` (the request's own token)."""
-        secrets = [*self._secrets, *(s for s in extra if s and len(s) >= MIN_SECRET_LENGTH)]
-        return StreamMasker(*self._all_forms(secrets))
+        any_case, exact = self._all_forms(s for s in extra if s and len(s) >= MIN_SECRET_LENGTH)
+        return StreamMasker(self._forms[0] | any_case, self._forms[1] | exact)
 
 
 class StreamMasker:
@@ -133,7 +134,7 @@ class StreamMasker:
 
     def feed(self, piece: str) -> str:
         """What of the text so far can be shown now, masked."""
-        if self._pattern is None:
+        if self._pattern is None or not (piece or self._held):
             return piece
         text = self._held + piece
         cut = self._unsure_from(text)
