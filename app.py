@@ -2,7 +2,7 @@
 
 - `python app.py` (what a Space runs; `--help` for the options) builds it from the environment and launches it.
 - `from app import demo` builds it from the environment on first use, for notebooks and `gradio app.py`.
-- Tests call `build_demo(Settings(...), backend)` with a backend of their own.
+- Tests call `build_demo(Settings(...), Access(owner=backend))` with a backend of their own.
 
 The page's pieces live in `ui/`, everything else in `services/`.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -45,18 +46,20 @@ import gradio as gr
 from services.access import Access
 from services.assistant import Assistant
 from services.config import Settings, load_settings
+from services.conversation import Limits
 from services.errors import ConfigError
-from services.llm import ChatBackend, create_backend, create_local_backend
+from services.llm import create_backend, create_local_backend
 from services.llm.openai_backend import OpenAIBackend, endpoint_from_settings, router_endpoint
 from services.ratelimit import ChatRateLimits
 from services.redact import Scrubber, install_log_redaction
+from services.saved_chats import ChatArchive, Seal
 from services.sessions import SessionStore
 from services.signin import decide_sign_in
 from ui import gradio_patches
 from ui.chat import ChatPanel
 from ui.chat_api import ChatApi
-from ui.history import HISTORY_JS, HistoryPanel
 from ui.launch import SpaceBlocks
+from ui.saved_chats import SAVED_CHATS_JS, SavedChatsPanel
 from ui.tools import Tools
 
 __all__ = ["TITLE", "build_demo", "demo_from_environment", "main"]
@@ -73,17 +76,9 @@ DESCRIPTION = (
 )
 
 
-def _models_of(backend: ChatBackend) -> tuple[str, ...]:
-    return tuple(getattr(backend, "models", ()))
-
-
-def build_demo(settings: Settings, backend: ChatBackend, *, access: Access | None = None) -> SpaceBlocks:
-    """The Space's Blocks for `settings`, chatting with `backend` (the owner's), queue and all; not launched.
-
-    `access` says who else answers (the router for signed-in visitors, the local model for anonymous ones);
-    without it, everyone chats with `backend`.
-    """
-    access = access or Access(owner=backend, owner_models=_models_of(backend))
+def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
+    """The Space's Blocks for `settings`, queue and all, not launched; `access` says who answers whom (the
+    owner's backend, the router for signed-in visitors, the local model for anonymous ones)."""
     # A session keeps its conversation as a browser would store it (HISTORY_CONVERSATION_CHARS); what the model
     # is sent of it is trimmed again, to MAX_HISTORY_CHARS, by services.chat.
     sessions = SessionStore(
@@ -93,8 +88,8 @@ def build_demo(settings: Settings, backend: ChatBackend, *, access: Access | Non
         max_chars=settings.history_conversation_chars,
     )
     assistant = Assistant(settings, access, ChatRateLimits.from_settings(settings))
-    history = HistoryPanel(settings, sessions)
-    chat = ChatPanel(assistant, sessions, history)
+    saved = SavedChatsPanel(_archive(settings), sessions, max_import_bytes=settings.max_upload_bytes)
+    chat = ChatPanel(assistant, sessions, saved, settings=settings, access=access)
     tools = Tools(settings, sessions)
     # One limit for every call of a model (the page's replies, /chat, /ask): the in-process model runs
     # LOCAL_CONCURRENCY replies at a time, a model server CHAT_CONCURRENCY (no limit by default). With several
@@ -104,14 +99,14 @@ def build_demo(settings: Settings, backend: ChatBackend, *, access: Access | Non
     demo = SpaceBlocks(
         settings,
         title=TITLE,
-        head=f"<script>{HISTORY_JS}</script>",
+        head=f"<script>{SAVED_CHATS_JS}</script>",
         on_shutdown=[b.aclose for b in backends],
         # Files Gradio caches (uploads, exports) are deleted hourly once an hour old.
         delete_cache=(3600, 3600),
     )
     with demo:
         gr.Markdown(f"# {TITLE}\n{DESCRIPTION}")
-        history.build()
+        saved.build()
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 chat.build(demo, concurrency_limit=limit)
@@ -123,12 +118,30 @@ def build_demo(settings: Settings, backend: ChatBackend, *, access: Access | Non
                 tools.build_counter_tab()
         # Sessions' server-side data ends with SESSION_TTL_MINUTES or SESSION_CAPACITY, not with `demo.unload`:
         # Gradio 6.31 cannot rebuild an unload event from the config, so it would make `gr.load` fail.
-        ChatApi(assistant, sessions).build(concurrency_limit=limit)
+        ChatApi(assistant, sessions, settings=settings).build(concurrency_limit=limit)
     # max_size bounds how many calls may wait; past it callers get "queue full" instead of a hang. api_open=False
     # closes the direct /run routes, which would skip the queue's limits.
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=None, api_open=False)
     gradio_patches.apply(demo)
     return demo
+
+
+def _archive(settings: Settings) -> ChatArchive:
+    """The saved chats' rules, signed with HISTORY_SECRET (or a key made for this start only, with a warning)."""
+    secret = settings.history_secret
+    if not secret:
+        logger.warning(
+            "HISTORY_SECRET is not set: saved chats are signed with a key made for this start only, so visitors' "
+            "saved chats will not survive a restart. Set HISTORY_SECRET (a Space secret) to keep them."
+        )
+        secret = secrets.token_hex(32)
+    limits = Limits(settings.max_history_messages, settings.history_conversation_chars)
+    return ChatArchive(
+        Seal(secret, limits=limits),
+        conversation_chars=settings.history_conversation_chars,
+        total_chars=settings.history_total_chars,
+        max_import_bytes=settings.max_upload_bytes,
+    )
 
 
 def demo_from_environment() -> SpaceBlocks:
@@ -156,14 +169,12 @@ def demo_from_environment() -> SpaceBlocks:
     _one_handler_for_libraries()
     access = Access(
         owner=owner,
-        owner_models=_models_of(owner),
         router=router,
-        router_models=_models_of(router) if router else (),
         anonymous=settings.anonymous_chat,
         local=local,
         dev_token=None if settings.on_space else settings.hf_token,
     )
-    return build_demo(settings, owner, access=access)
+    return build_demo(settings, access)
 
 
 def _configure_logging() -> None:

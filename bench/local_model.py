@@ -156,11 +156,12 @@ def _app_on(backend: LocalBackend, model: str) -> SpaceBlocks:
     """The Space's Blocks (app.build_demo) chatting with `backend`, which holds this process's loaded model."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from app import build_demo
+    from services.access import Access
     from services.config import Settings
 
     # No rate limit: the benchmark is one client sending many messages on purpose.
     settings = Settings(local_model=model, rate_limit_session=None, rate_limit_ip=None)
-    return build_demo(settings, backend)
+    return build_demo(settings, Access(owner=backend))
 
 
 async def _measure(model: str, tokens: int, args: argparse.Namespace, *, with_app: bool) -> tuple[float, str]:

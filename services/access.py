@@ -36,15 +36,13 @@ class Route:
 class Access:
     """The policy, fixed at start-up: the owner's backend, the router for signed-in visitors (None when sign-in
     is not offered), the local model when anonymous visitors get it, and the token that stands in for the mocked
-    local sign-in."""
+    local sign-in. Each backend offers its own models (`ChatBackend.models`)."""
 
     def __init__(
         self,
         *,
         owner: ChatBackend,
-        owner_models: tuple[str, ...],
         router: ChatBackend | None = None,
-        router_models: tuple[str, ...] = (),
         anonymous: AnonymousChat = "owner",
         local: ChatBackend | None = None,
         dev_token: str | None = None,
@@ -52,9 +50,7 @@ class Access:
         if anonymous == "local" and local is None:
             raise ValueError("anonymous visitors get the local model, but none was given")
         self.owner = owner
-        self.owner_models = owner_models
         self.router = router
-        self.router_models = router_models
         self.anonymous = anonymous
         self.local = local
         self._dev_token = dev_token
@@ -80,9 +76,9 @@ class Access:
                         "Hugging Face token to chat as yourself on this machine."
                     )
                 token = self._dev_token
-            return Route(self.router, self.router_models, "visitor", api_key=token)
+            return Route(self.router, self.router.models, "visitor", api_key=token)
         if self.anonymous == "signin":
             raise SignInRequiredError("Sign in with Hugging Face to chat: your chats then run on your own account.")
         if self.anonymous == "local" and self.local is not None:
-            return Route(self.local, (), "nobody")
-        return Route(self.owner, self.owner_models, "owner")
+            return Route(self.local, self.local.models, "nobody")
+        return Route(self.owner, self.owner.models, "owner")

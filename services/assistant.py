@@ -11,13 +11,24 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from services.access import Access, Route
-from services.chat import Reply, choose_model, prepare_chat, stream_reply, validate_message, validate_params
+from services.chat import (
+    ChatOptions,
+    Reply,
+    choose_model,
+    prepare_chat,
+    stream_reply,
+    validate_message,
+    validate_params,
+)
 from services.config import Settings
 from services.conversation import Turn
 from services.llm.base import ChatRequest, GenerationParams
 from services.ratelimit import ChatRateLimits
 
 __all__ = ["Assistant", "Caller", "TurnPlan"]
+
+
+_DEFAULTS = ChatOptions()
 
 
 @dataclass(frozen=True)
@@ -56,11 +67,7 @@ class Assistant:
         caller: Caller,
         message: object,
         history: Sequence[Turn] | Callable[[], Sequence[Turn]],
-        *,
-        system_prompt: object = None,
-        temperature: object = None,
-        max_tokens: object = None,
-        model: object = None,
+        options: ChatOptions = _DEFAULTS,
     ) -> TurnPlan:
         """Check everything about one turn; raises a `ServiceError` before any backend is asked.
 
@@ -70,9 +77,11 @@ class Assistant:
         if callable(history):
             history = history()
         text = validate_message(message, settings=self.settings)
-        system, params = validate_params(system_prompt, temperature, max_tokens, settings=self.settings)
+        system, params = validate_params(
+            options.system_prompt, options.temperature, options.max_tokens, settings=self.settings
+        )
         route = self.access.route(caller.token)
-        chosen = choose_model(model, route.models)
+        chosen = choose_model(options.model, route.models)
         prepared = prepare_chat(
             route.backend,
             text,

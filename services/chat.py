@@ -18,8 +18,10 @@ from services.errors import StreamInterruptedError, ValidationError
 from services.llm.base import ChatBackend, ChatRequest, GenerationParams, Message
 from services.reasoning import ThinkSplitter
 from services.text import clean
+from services.trimming import keep_newest
 
 __all__ = [
+    "ChatOptions",
     "PreparedChat",
     "Reply",
     "choose_model",
@@ -30,6 +32,17 @@ __all__ = [
     "validate_message",
     "validate_params",
 ]
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What a caller asks of one reply besides its message, as it arrived from the page, the API or MCP: each
+    value is checked before use (`validate_params`, `choose_model`), and None takes the Space's default."""
+
+    system_prompt: object = None
+    temperature: object = None
+    max_tokens: object = None
+    model: object = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ class Reply:
         return bool(self.thinking) and not self.text and not self.done
 
 
-def _number(field: str, value: object) -> float:
+def _finite_number(field: str, value: object) -> float:
     # bool is an int to Python, but `true` as a temperature is a caller's mistake, not 1.0.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(field, f"expected a number, got {type(value).__name__}.")
@@ -83,10 +96,10 @@ def validate_params(
             f"is {len(system_prompt):,} characters; at most {settings.max_system_prompt_chars:,} are allowed.",
         )
     system_prompt = clean(system_prompt)
-    temp = settings.default_temperature if temperature is None else _number("temperature", temperature)
+    temp = settings.default_temperature if temperature is None else _finite_number("temperature", temperature)
     if not 0 <= temp <= 2:
         raise ValidationError("temperature", f"must be between 0 and 2, got {temp:g}.")
-    tokens = settings.default_max_tokens if max_tokens is None else _number("max_tokens", max_tokens)
+    tokens = settings.default_max_tokens if max_tokens is None else _finite_number("max_tokens", max_tokens)
     if tokens != int(tokens) or not 1 <= tokens <= settings.max_tokens_cap:
         raise ValidationError(
             "max_tokens", f"must be a whole number from 1 to {settings.max_tokens_cap}, got {tokens:g}."
@@ -126,21 +139,13 @@ def choose_model(model: object, models: Sequence[str]) -> str | None:
 
 
 def trim_history(history: Sequence[Message], *, max_chars: int) -> tuple[list[Message], int]:
-    """Drop the oldest messages until the history fits in `max_chars`; returns what is kept and how many went.
+    """The newest messages that fit in `max_chars`, and how many older ones went (`services.trimming`'s rules:
+    the kept part starts with a question, so the model never sees an answer whose question was cut)."""
+    return keep_newest(history, size=lambda m: len(m["content"]), budget=max_chars, can_start=_is_question)
 
-    Messages go oldest first and in whole user/assistant pairs where possible, so the model never sees an
-    answer whose question was cut.
-    """
-    kept = list(history)
-    total = sum(len(m["content"]) for m in kept)
-    dropped = 0
-    while kept and total > max_chars:
-        total -= len(kept.pop(0)["content"])
-        dropped += 1
-        if kept and kept[0]["role"] == "assistant":
-            total -= len(kept.pop(0)["content"])
-            dropped += 1
-    return kept, dropped
+
+def _is_question(message: Message) -> bool:
+    return message["role"] == "user"
 
 
 def prepare_chat(

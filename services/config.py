@@ -156,7 +156,7 @@ def _limit(minimum: int) -> Parser:
     return parse
 
 
-def _number(minimum: float, maximum: float) -> Parser:
+def _number_between(minimum: float, maximum: float) -> Parser:
     def parse(raw: str) -> float:
         try:
             value = float(raw)
@@ -319,14 +319,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LLM_TIMEOUT",
         "llm_timeout",
-        _number(0.1, 3600),
+        _number_between(0.1, 3600),
         "Seconds to wait for the server between two pieces of a reply.",
         "backend",
     ),
     Variable(
         "LLM_CONNECT_TIMEOUT",
         "llm_connect_timeout",
-        _number(0.1, 600),
+        _number_between(0.1, 600),
         "Seconds to wait for a connection to the server.",
         "backend",
     ),
@@ -424,7 +424,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "DEFAULT_TEMPERATURE",
         "default_temperature",
-        _number(0, 2),
+        _number_between(0, 2),
         "Default temperature, from 0 to 2 (0 is greedy).",
         "chat",
     ),

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from services.errors import ConversationError
 from services.llm.base import Message
 from services.text import clean
+from services.trimming import keep_newest
 
 __all__ = ["Limits", "Turn", "bound_turns", "parse_turns", "to_messages", "total_chars", "turns_to_json"]
 
@@ -162,11 +163,12 @@ def to_messages(turns: Iterable[Turn]) -> list[Message]:
 
 
 def bound_turns(turns: Sequence[Turn], *, max_messages: int, max_chars: int) -> list[Turn]:
-    """The newest turns that fit both bounds, oldest dropped first (whole exchanges where it can)."""
-    kept = list(turns[-max_messages:]) if max_messages > 0 else []
-    total = sum(turn.size for turn in kept)
-    while kept and total > max_chars:
-        total -= kept.pop(0).size
-    while kept and kept[0].role == "assistant":
-        total -= kept.pop(0).size
+    """The newest turns within both bounds (`services.trimming`'s rules: whole exchanges, oldest first)."""
+    kept, _ = keep_newest(
+        turns, size=lambda turn: turn.size, budget=max_chars, max_items=max_messages, can_start=_is_question
+    )
     return kept
+
+
+def _is_question(turn: Turn) -> bool:
+    return turn.role == "user"

@@ -20,6 +20,7 @@ __all__ = [
     "RateLimitedError",
     "ServiceError",
     "SignInRequiredError",
+    "SnapshotError",
     "StoredConversationError",
     "StreamInterruptedError",
     "ValidationError",
@@ -57,6 +58,10 @@ class ConversationError(ValidationError):
 class StoredConversationError(ServiceError):
     """Raised when a conversation kept in the browser fails its signature: tampered with, or signed with another
     HISTORY_SECRET."""
+
+
+class SnapshotError(ServiceError):
+    """Raised when what a browser sends of its saved chats is not the shape the page's script sends."""
 
 
 class SignInRequiredError(ServiceError, PermissionError):

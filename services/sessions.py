@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from services.conversation import Turn, bound_turns
-from services.history import Meta
+from services.saved_chats import SavedChats
 
 __all__ = ["Session", "SessionStore"]
 
@@ -25,18 +25,12 @@ class Session:
     """One session's data. `turns` is replaced, never mutated in place, so readers always see a whole list."""
 
     turns: list[Turn] = field(default_factory=list)
-    conversation_id: str = ""
-    created: float = 0.0
+    # The page's saved chats: what this tab's browser holds, and the chat it has open.
+    saved: SavedChats = field(default_factory=SavedChats)
     counter: int = 0
     # While a reply streams: how to stop it (the page's Stop button), None otherwise.
     stop: Callable[[], None] | None = None
     used: float = 0.0
-    # The conversations this tab's browser holds (from its last look), and when this one was last stored.
-    known: tuple[Meta, ...] = ()
-    stored_updated: float | None = None
-    # The chat's title, fixed by its first save; and the oldest messages let go since the last save, to say so.
-    title: str = ""
-    trimmed: int = 0
 
 
 class SessionStore:
@@ -86,9 +80,10 @@ class SessionStore:
             del self._sessions[key]
 
     def set_turns(self, session: Session, turns: Sequence[Turn]) -> list[Turn]:
-        """Replace the conversation with `turns`, bounded; returns what was kept (`trimmed` counts what was not)."""
+        """Replace the conversation with `turns`, bounded; returns what was kept (the open chat's `let_go` counts
+        what was not, for its next save to say so)."""
         session.turns = bound_turns(turns, max_messages=self.max_messages, max_chars=self.max_chars)
-        session.trimmed += len(turns) - len(session.turns)
+        session.saved.open.let_go += len(turns) - len(session.turns)
         return session.turns
 
     def drop(self, key: str) -> None:

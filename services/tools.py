@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.errors import ValidationError
 from services.text import clean
 
-__all__ = ["TOOLS", "TextStats", "count", "greet", "increment", "lower", "reverse", "slugify", "title", "upper"]
+__all__ = [
+    "TOOLS",
+    "TextStats",
+    "TextTool",
+    "count",
+    "greet",
+    "increment",
+    "lower",
+    "reverse",
+    "slugify",
+    "title",
+    "upper",
+]
 
 MAX_NAME_CHARS = 200
 
@@ -89,11 +102,35 @@ def increment(count_so_far: object) -> int:
     return count_so_far + 1
 
 
-# The text tools in the order the UI shows them: API name -> (button label, function).
-TOOLS = {
-    "reverse": ("Reverse", reverse),
-    "upper": ("UPPERCASE", upper),
-    "lower": ("lowercase", lower),
-    "title": ("Title Case", title),
-    "slugify": ("slugify", slugify),
-}
+@dataclass(frozen=True)
+class TextTool:
+    """A text tool as the page shows it and an API caller reads of it: its endpoint's name, its button's label,
+    what it does and returns (the endpoint's docstring, which MCP agents read), and the function."""
+
+    name: str
+    label: str
+    does: str
+    returns: str
+    run: Callable[..., str]
+
+
+# In the order the page shows them.
+TOOLS: tuple[TextTool, ...] = (
+    TextTool("reverse", "Reverse", "Reverse a text, keeping accents on their letters.", "The text backwards.", reverse),
+    TextTool("upper", "UPPERCASE", "Convert a text to UPPERCASE.", "The text in upper case.", upper),
+    TextTool("lower", "lowercase", "Convert a text to lowercase.", "The text in lower case.", lower),
+    TextTool(
+        "title",
+        "Title Case",
+        """Convert a text to Title Case, leaving apostrophes alone ("don't" stays "Don't").""",
+        "The text with each word capitalised.",
+        title,
+    ),
+    TextTool(
+        "slugify",
+        "slugify",
+        'Make a lowercase ASCII slug for URLs and file names: "Héllo, World!" gives "hello-world".',
+        "The slug: lowercase letters, digits and hyphens.",
+        slugify,
+    ),
+)

@@ -17,9 +17,10 @@ class NamedBackend:
     stream_interval = 0.0
     concurrency_limit: int | None = None
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, models: tuple[str, ...] = ()) -> None:
         self.name = "openai"
         self.label = label
+        self.models = models
 
     def status(self) -> BackendStatus:
         return BackendStatus("openai", self.label, "")
@@ -37,17 +38,16 @@ class NamedBackend:
         return f"NamedBackend({self.label!r})"
 
 
-OWNER = NamedBackend("owner")
-ROUTER = NamedBackend("router")
-LOCAL = NamedBackend("local")
 OWNER_MODELS = ("gpt-4o-mini", "gpt-4o")
 ROUTER_MODELS = ("openai/gpt-oss-20b", "meta-llama/Llama-3.1-8B-Instruct")
+OWNER = NamedBackend("owner", OWNER_MODELS)
+ROUTER = NamedBackend("router", ROUTER_MODELS)
+LOCAL = NamedBackend("local")
 
 
 def access(
     *,
     router: NamedBackend | None = ROUTER,
-    router_models: tuple[str, ...] = ROUTER_MODELS,
     anonymous: str = "owner",
     local: NamedBackend | None = None,
     dev_token: str | None = None,
@@ -55,9 +55,7 @@ def access(
     """The policy with the owner's backend, and by default a router, as when sign-in is offered."""
     return Access(
         owner=OWNER,
-        owner_models=OWNER_MODELS,
         router=router,
-        router_models=router_models,
         anonymous=anonymous,
         local=local,
         dev_token=dev_token,
@@ -87,7 +85,7 @@ class TestAnonymous:
 
     def test_without_sign_in_a_token_is_ignored(self):
         """With sign-in not offered (no router), a token sent by an API caller changes nothing."""
-        policy = access(router=None, router_models=())
+        policy = access(router=None)
         assert policy.sign_in is False
         assert policy.route("hf_visitor_token") == Route(OWNER, OWNER_MODELS, "owner")
 

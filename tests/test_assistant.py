@@ -9,7 +9,7 @@ import pytest
 
 from services.access import MOCK_TOKEN, Access
 from services.assistant import Assistant, Caller
-from services.chat import Reply
+from services.chat import ChatOptions, Reply
 from services.config import Settings
 from services.conversation import Turn
 from services.errors import RateLimitedError, SignInRequiredError, ValidationError
@@ -25,8 +25,11 @@ class ScriptedBackend:
     name = "openai"
     concurrency_limit: int | None = None
 
-    def __init__(self, pieces: Sequence[str] = (), *, stream_interval: float = 0.0) -> None:
+    def __init__(
+        self, pieces: Sequence[str] = (), *, stream_interval: float = 0.0, models: tuple[str, ...] = ("m1", "m2")
+    ) -> None:
         self.pieces = pieces
+        self.models = models
         self.stream_interval = stream_interval
         self.calls: list[str] = []
         self.requests: list[ChatRequest] = []
@@ -58,13 +61,7 @@ def assistant(
     anonymous: str = "owner",
 ) -> Assistant:
     """An assistant on scripted backends: the owner's with two models, and optionally a router for visitors."""
-    access = Access(
-        owner=owner or ScriptedBackend(),
-        owner_models=("m1", "m2"),
-        router=router,
-        router_models=("r1", "r2") if router else (),
-        anonymous=anonymous,
-    )
+    access = Access(owner=owner or ScriptedBackend(), router=router, anonymous=anonymous)
     return Assistant(SETTINGS, access, ChatRateLimits(per_session=per_session, per_ip=per_ip))
 
 
@@ -76,7 +73,9 @@ class TestPlan:
         """A valid turn gives the user's message as kept, the request, the route and the parameters."""
         owner = ScriptedBackend()
         history = [Turn("user", "q1"), Turn("assistant", "a1", thinking="t")]
-        plan = assistant(owner=owner).plan(CALLER, "q2\x00", history, temperature=0.2, max_tokens=32, model="m2")
+        plan = assistant(owner=owner).plan(
+            CALLER, "q2\x00", history, ChatOptions(temperature=0.2, max_tokens=32, model="m2")
+        )
         assert plan.user == Turn("user", "q2")
         assert plan.params == GenerationParams(temperature=0.2, max_tokens=32)
         assert plan.dropped == 0
@@ -107,7 +106,7 @@ class TestPlan:
 
     def test_the_visitor_token_lands_in_the_request(self):
         """A signed-in visitor's token travels in the request, to their router, with the router's models."""
-        owner, router = ScriptedBackend(), ScriptedBackend()
+        owner, router = ScriptedBackend(), ScriptedBackend(models=("r1", "r2"))
         caller = Caller(session="s1", address="1.2.3.4", token="hf_visitor")
         plan = assistant(owner=owner, router=router).plan(caller, "hi", [])
         assert plan.request.api_key == "hf_visitor"
@@ -138,7 +137,7 @@ class TestOrder:
         helper = assistant(per_session=1)
         helper.plan(CALLER, "hi", [])
         with pytest.raises(RateLimitedError):
-            helper.plan(CALLER, "", [], temperature=99)
+            helper.plan(CALLER, "", [], ChatOptions(temperature=99))
 
     def test_an_invalid_message_still_counts(self):
         """Each call counts against the limit before anything else is looked at: bad calls are not free."""
@@ -175,16 +174,16 @@ class TestOrder:
         owner = ScriptedBackend()
         message = arguments.pop("message")
         with pytest.raises(ValidationError) as info:
-            assistant(owner=owner).plan(CALLER, message, [], **arguments)
+            assistant(owner=owner).plan(CALLER, message, [], ChatOptions(**arguments))
         assert info.value.field == field
         assert owner.calls == []
 
     def test_owner_models_are_not_offered_to_visitors(self):
         """A signed-in visitor may pick only the router's models, not the owner's."""
-        owner, router = ScriptedBackend(), ScriptedBackend()
+        owner, router = ScriptedBackend(), ScriptedBackend(models=("r1", "r2"))
         caller = Caller(session="s1", address="1.2.3.4", token="hf_visitor")
         with pytest.raises(ValidationError, match="^model: 'm1' is not offered here; choose one of: r1, r2.$"):
-            assistant(owner=owner, router=router).plan(caller, "hi", [], model="m1")
+            assistant(owner=owner, router=router).plan(caller, "hi", [], ChatOptions(model="m1"))
         assert owner.calls == router.calls == []
 
 

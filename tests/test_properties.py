@@ -87,7 +87,7 @@ class TestTextTools:
     @given(text)
     def test_case_tools_never_fail(self, value):
         """Any Unicode goes through every tool without an exception."""
-        for _, fn in tools.TOOLS.values():
+        for fn in (tool.run for tool in tools.TOOLS):
             assert isinstance(fn(value, max_chars=LIMIT), str)
 
     @given(st.integers(min_value=0, max_value=50))
@@ -162,12 +162,13 @@ class TestConversation:
 
     @given(turn_lists, st.integers(min_value=1, max_value=25), st.integers(min_value=0, max_value=400))
     def test_bound_keeps_a_suffix_within_both_bounds(self, turns, max_messages, max_chars):
-        """bound_turns keeps the newest turns, within both bounds, never starting with an answer."""
+        """bound_turns keeps the newest turns, within both bounds, never starting with an answer it cut the
+        question of."""
         kept = bound_turns(turns, max_messages=max_messages, max_chars=max_chars)
         assert kept == turns[len(turns) - len(kept) :]
         assert len(kept) <= max_messages
         assert sum(turn.size for turn in kept) <= max_chars
-        assert not kept or kept[0].role == "user"
+        assert not kept or kept[0].role == "user" or len(kept) == len(turns)
 
 
 # Text rich in what matters to the splitter: the tags, their pieces, white space and newlines.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.conversation import Turn
-from services.sessions import Session, SessionStore
+from services.sessions import SessionStore
 
 
 class Clock:
@@ -27,8 +27,10 @@ class TestGet:
         clock = Clock()
         sessions = store(clock)
         session = sessions.get("a")
-        assert session == Session(used=500.0)
-        assert len(sessions) == 1
+        assert (session.turns, session.counter, session.stop, session.used) == ([], 0, None, 500.0)
+        assert session.saved.listed == ()
+        assert session.saved.open.id != sessions.get("b").saved.open.id
+        assert len(sessions) == 2
 
     def test_same_key_same_session(self):
         """A known key gets its own session back, with what was kept in it."""

@@ -58,7 +58,7 @@ class TestTextTools:
         assert tools.count("one two\nthree\n", max_chars=LIMIT) == tools.TextStats(characters=14, words=3, lines=2)
         assert tools.count("", max_chars=LIMIT) == tools.TextStats(characters=0, words=0, lines=0)
 
-    @pytest.mark.parametrize("fn", [fn for _, fn in tools.TOOLS.values()] + [tools.count])
+    @pytest.mark.parametrize("fn", [tool.run for tool in tools.TOOLS] + [tools.count])
     def test_size_limit(self, fn):
         """Every tool refuses text over the limit, naming the field and the limit."""
         with pytest.raises(ValidationError, match=r"^text: is 1,001 characters; at most 1,000"):

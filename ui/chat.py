@@ -1,10 +1,11 @@
 """The page's chat, as one component: its blocks, its rendering and its events (the shape of `gr.ChatInterface`).
 
 One queued event per message, whether typed, picked from the examples or retried: it shows the message, streams
-the reply (thinking in a collapsible block, open while the model thinks), and ends with the box ready and the
-chat saved in the browser. Stop cancels it; what arrived stays, and is saved. The conversation itself is kept on
-the server, per session (`services.sessions`): the page never sends it back, so nothing a browser sends is ever
-rendered as a message.
+the reply (thinking in a collapsible block, open while the model thinks), and ends with the box ready, the status
+line up to date and the chat saved in the browser. Stop ends it; what arrived stays, and is saved. The
+conversation itself is kept on the server, per session (`services.sessions`): the page never sends it back, so
+nothing a browser sends is ever rendered as a message. The parameters (system prompt, temperature, max tokens,
+model) reach every reply event as one `ChatOptions`, read from the components in one place (`_options`).
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import gradio as gr
+from gradio.blocks import Block
 
-from services.access import Route
+from services.access import Access, Route
 from services.assistant import Assistant, TurnPlan
-from services.chat import Reply, finished_turn
+from services.chat import ChatOptions, Reply, finished_turn
+from services.config import Settings
 from services.conversation import Turn
 from services.errors import ServiceError, SignInRequiredError
 from services.sessions import Session, SessionStore
 from ui.chat_api import caller_of
 from ui.errors import as_user_error
-from ui.history import HistoryPanel, snapshot_js
 from ui.render import live_reply, render_turns
+from ui.saved_chats import SavedChatsPanel, snapshot_js
 from ui.signin import login_button, status_line
 
 __all__ = ["EXAMPLES", "PLACEHOLDER", "ChatPanel"]
@@ -39,8 +42,8 @@ EXAMPLES = [
     "Write a Python function that checks whether a string is a palindrome.",
     "Suggest three names for a bakery as a Markdown list, the best one in bold.",
 ]
-_PAGE: dict[str, Any] = {"api_visibility": "private"}
-_QUICK: dict[str, Any] = {"queue": False, "postprocess": False, "show_progress": "hidden", **_PAGE}
+_PAGE_ONLY: dict[str, Any] = {"api_visibility": "private"}
+_QUICK: dict[str, Any] = {"queue": False, "postprocess": False, "show_progress": "hidden", **_PAGE_ONLY}
 
 
 def _box_busy() -> Any:
@@ -106,29 +109,37 @@ def _last_user(turns: Sequence[Turn]) -> int | None:
 class ChatPanel:
     """The chat tab. `build` lays it out and wires its events; the handlers below are its behaviour."""
 
-    def __init__(self, assistant: Assistant, sessions: SessionStore, history: HistoryPanel) -> None:
+    def __init__(
+        self,
+        assistant: Assistant,
+        sessions: SessionStore,
+        saved: SavedChatsPanel,
+        *,
+        settings: Settings,
+        access: Access,
+    ) -> None:
         self.assistant = assistant
         self.sessions = sessions
-        self.history = history
-        self.access = assistant.access
-        self._settings = assistant.settings
+        self.saved = saved
+        self.access = access
+        self.settings = settings
 
     # Layout and events
 
     def build(self, demo: gr.Blocks, *, concurrency_limit: int | None) -> None:
-        settings = self._settings
+        settings = self.settings
         with gr.Row(equal_height=True):
             # What an anonymous visitor gets, until the page's load says who this visitor is.
             self.status = gr.Markdown(self._status_for(None, None), elem_id="status-line")
             if self.access.sign_in:
                 login_button()
-        owner_models = list(self.access.owner_models)
+        models = list(self.access.owner.models)
         self.model = gr.Dropdown(
-            choices=owner_models,
-            value=owner_models[0] if owner_models else None,
+            choices=models,
+            value=models[0] if models else None,
             label="Model",
             elem_id="model",
-            visible=len(owner_models) > 1,
+            visible=len(models) > 1,
             interactive=True,
         )
         self.chatbot = gr.Chatbot(
@@ -157,75 +168,71 @@ class ChatPanel:
         self._wire(demo, concurrency_limit)
 
     def _wire(self, demo: gr.Blocks, concurrency_limit: int | None) -> None:
-        history = self.history
-        params = [self.system_prompt, self.temperature, self.max_tokens, self.model]
-        outputs = [self.box, self.chatbot, *history.outputs]
+        saved = self.saved
+        # A set of inputs reaches the handler as one {component: value} dict: `_options` reads it.
+        options: set[Block] = {self.system_prompt, self.temperature, self.max_tokens, self.model}
+        outputs = [self.box, self.chatbot, self.status, *saved.outputs]
         reply = {
             "postprocess": False,
             "show_progress": "minimal",
             "concurrency_id": "chat",
             "concurrency_limit": concurrency_limit,
-            **_PAGE,
+            **_PAGE_ONLY,
         }
         replies = [
-            self.box.submit(self.respond, [self.box, *params], outputs, **reply),
-            self.chatbot.example_select(self.respond_example, params, outputs, **reply),
-            self.chatbot.retry(self.respond_retry, params, outputs, **reply),
+            self.box.submit(self.respond, {self.box, *options}, outputs, **reply),
+            self.chatbot.example_select(self.respond_example, options, outputs, **reply),
+            self.chatbot.retry(self.respond_retry, options, outputs, **reply),
         ]
         # Stop asks the reply to end, rather than cancelling its event: the reply then still stores, shows and
         # saves what arrived, in its own last update.
         self.box.stop(self.stop, None, None, **_QUICK)
-        undo = self.chatbot.undo(self.undo, None, [self.chatbot, self.box, *history.outputs], **_QUICK)
+        undo = self.chatbot.undo(self.undo, None, [self.chatbot, self.box, *saved.outputs], **_QUICK)
         for event in (*replies, undo):
-            history.apply_after(event)
-
-        # Page load and the sidebar: those that need the browser's saved chats send them first (js).
-        shown = [self.chatbot, *history.outputs]
+            saved.apply_after(event)
+        # Page load: the browser sends its saved chats first (js), to reopen this tab's.
         on_load = demo.load(
-            self.load, [history.snapshot], [self.status, self.model, *shown], js=snapshot_js(), **_QUICK
+            self.load,
+            [saved.snapshot],
+            [self.status, self.model, self.chatbot, *saved.outputs],
+            js=snapshot_js(),
+            **_QUICK,
         )
-        history.apply_after(on_load)
-        for event in (
-            history.new_button.click(self.new_chat, None, shown, **_QUICK),
-            self.chatbot.clear(self.new_chat, None, shown, **_QUICK),
-            history.past.select(
-                self.reopen, [history.past, history.snapshot], shown, js=snapshot_js(picked=True), **_QUICK
-            ),
-            history.delete_button.click(self.delete, None, shown, **_QUICK),
-            history.importer.upload(self.import_file, [history.importer], shown, **_QUICK),
-        ):
-            history.apply_after(event)
-        for button, kind in ((history.export_md, "md"), (history.export_json, "json")):
-            button.click(self.exporter(kind), None, [history.download], **_QUICK).then(
-                None, [history.download], None, js="(file) => window.spaceChatHistory.download(file)", **_PAGE
-            )
+        saved.apply_after(on_load)
+        saved.wire(self.chatbot)
+
+    def _options(self, values: dict[Any, Any]) -> ChatOptions:
+        """The parameters of a reply, as the page's components hold them."""
+        return ChatOptions(
+            system_prompt=values.get(self.system_prompt),
+            temperature=values.get(self.temperature),
+            max_tokens=values.get(self.max_tokens),
+            model=values.get(self.model),
+        )
 
     # Handlers
 
     def _session(self, request: gr.Request) -> Session:
         return self.sessions.get(request.session_hash or "")
 
-    def _shown(self, turns: Sequence[Turn]) -> list[dict[str, Any]]:
-        return render_turns(turns)
-
-    async def load(
+    def load(
         self,
         snapshot: Any,
         request: gr.Request,
         profile: gr.OAuthProfile | None,
         oauth_token: gr.OAuthToken | None,
     ) -> tuple[Any, ...]:
-        """Page load: who answers (and pays), the models to pick from, and this tab's chat reopened."""
+        """Page load: who answers (and pays), the models to pick from, and this tab's chat reopened.
+
+        A plain function: Gradio runs it on a worker thread, and checking a large saved chat takes a while."""
         session = self._session(request)
-        turns, listing, notice, plan = self.history.restore(session, snapshot)
-        username = getattr(profile, "username", None) if profile is not None else None
         token = oauth_token.token if oauth_token else None
         try:
             models = list(self.access.route(token).models)
         except SignInRequiredError:
             models = []
         model = gr.Dropdown(choices=models, value=models[0] if models else None, visible=len(models) > 1)
-        return self._status_for(token, username), model, self._shown(turns), listing, notice, plan
+        return self._status_for(token, _username(profile)), model, *self.saved.restore(session, snapshot)
 
     def _status_for(self, token: str | None, username: str | None) -> str:
         """The status line: who answers this visitor, on whose account."""
@@ -235,52 +242,52 @@ class ChatPanel:
             if username:
                 return f"Signed in as **@{username}**. {error}"
             route = None
-        return status_line(self.access, route, username=username, per_minute=self._settings.rate_limit_session)
+        return status_line(
+            route,
+            sign_in=self.access.sign_in,
+            username=username,
+            per_minute=self.settings.rate_limit_session,
+            on_space=self.settings.on_space,
+        )
 
     async def respond(
         self,
-        message: str,
-        system_prompt: str,
-        temperature: float,
-        max_tokens: float,
-        model: str | None,
+        values: dict[Any, Any],
         request: gr.Request,
+        profile: gr.OAuthProfile | None,
         oauth_token: gr.OAuthToken | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Send: the message typed in the box. A blank box sends nothing, and says nothing: Enter was pressed on
         nothing, which is not a mistake to report."""
+        message = values.get(self.box)
         if not isinstance(message, str) or not message.strip():
             return
         session = self._session(request)
-        params = (system_prompt, temperature, max_tokens, model)
-        async for update in self._turn(session, request, oauth_token, session.turns, message, params):
+        turn = self._turn(session, request, profile, oauth_token, session.turns, message, self._options(values))
+        async for update in turn:
             yield update
 
     async def respond_example(
         self,
-        system_prompt: str,
-        temperature: float,
-        max_tokens: float,
-        model: str | None,
+        values: dict[Any, Any],
         selected: gr.SelectData,
         request: gr.Request,
+        profile: gr.OAuthProfile | None,
         oauth_token: gr.OAuthToken | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """An example card, sent as if typed (examples never run at start-up, so no key is spent then)."""
         session = self._session(request)
         value = selected.value if isinstance(selected.value, dict) else {}
         text = value.get("text") if isinstance(value.get("text"), str) else ""
-        params = (system_prompt, temperature, max_tokens, model)
-        async for update in self._turn(session, request, oauth_token, session.turns, text, params):
+        turn = self._turn(session, request, profile, oauth_token, session.turns, text, self._options(values))
+        async for update in turn:
             yield update
 
     async def respond_retry(
         self,
-        system_prompt: str,
-        temperature: float,
-        max_tokens: float,
-        model: str | None,
+        values: dict[Any, Any],
         request: gr.Request,
+        profile: gr.OAuthProfile | None,
         oauth_token: gr.OAuthToken | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Retry: the last message, answered again (its old answer goes)."""
@@ -289,50 +296,45 @@ class ChatPanel:
         last = _last_user(turns)
         if last is None:
             raise gr.Error("There is no message to retry.", print_exception=False)
-        params = (system_prompt, temperature, max_tokens, model)
-        async for update in self._turn(session, request, oauth_token, turns[:last], turns[last].text, params):
+        options = self._options(values)
+        turn = self._turn(session, request, profile, oauth_token, turns[:last], turns[last].text, options)
+        async for update in turn:
             yield update
 
     async def _turn(
         self,
         session: Session,
         request: gr.Request,
+        profile: gr.OAuthProfile | None,
         token: gr.OAuthToken | None,
         history: Sequence[Turn],
         message: object,
-        params: tuple[object, object, object, object],
+        options: ChatOptions,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """One reply, from the message shown to the chat saved: the body of every reply event."""
         history = list(history)
-        system_prompt, temperature, max_tokens, model = params
         try:
-            plan = self.assistant.plan(
-                caller_of(request, token),
-                message,
-                history,
-                system_prompt=system_prompt,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                model=model,
-            )
+            plan = self.assistant.plan(caller_of(request, token), message, history, options)
         except ServiceError as error:
             # Before anything changed on the page: the message stays in the box, as typed.
             raise as_user_error(error) from error
         if plan.dropped:
             gr.Warning(f"{plan.dropped} earlier message(s) were left out so the conversation fits the model.")
-        shown = self._shown([*history, plan.user])
+        shown = render_turns([*history, plan.user])
         # While the reply streams, the other outputs get plain values equal to what they show (the box's "", the
-        # list's selection, no notice, no plan): Gradio sends nothing for a value that did not change, while a
-        # gr.skip() would make it build the component again on every update (1.4 ms an update for four).
-        listed = self.history.selection(session)
-        yield _box_busy(), shown, listed, "", None
+        # status, the list's selection, no notice, no plan): Gradio sends nothing for a value that did not change,
+        # while a gr.skip() would make it build the component again on every update.
+        visitor = token.token if token else None
+        status = self._status_for(visitor, _username(profile))
+        listed = self.saved.selection(session)
+        yield _box_busy(), shown, status, listed, "", None
         reply = Reply()
         notice = ""
         updates = _Updates(self.assistant.stream(plan))
         session.stop = updates.stop
         try:
             async for reply in updates:
-                yield "", [*shown, *live_reply(reply)], listed, "", None
+                yield "", [*shown, *live_reply(reply)], status, listed, "", None
             if updates.stopped:
                 notice = "Stopped."
         except ServiceError as error:
@@ -340,14 +342,16 @@ class ChatPanel:
             logger.warning("%s: %s", type(error).__name__, error)
             notice = str(error)
         except (GeneratorExit, asyncio.CancelledError):
-            # The visitor left (tab closed): keep what arrived, for the /chat-less page they may reopen.
+            # The visitor left (tab closed): keep what arrived, for the page they may reopen.
             self._keep(session, history, plan, reply, "Stopped.")
             raise
         finally:
             session.stop = None
             await updates.aclose()
         turns = self._keep(session, history, plan, reply, notice)
-        yield (_box_ready(), self._shown(turns), *self.history.after_turn(session))
+        # The status may name the model now: a server's default model is known once it has answered.
+        status = self._status_for(visitor, _username(profile))
+        yield (_box_ready(), render_turns(turns), status, *self.saved.after_turn(session))
 
     def _keep(self, session: Session, history: list[Turn], plan: TurnPlan, reply: Reply, notice: str) -> list[Turn]:
         turn = finished_turn(reply, params=plan.params, notice=notice)
@@ -367,27 +371,8 @@ class ChatPanel:
         if last is None:
             return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         self.sessions.set_turns(session, turns[:last])
-        return (self._shown(session.turns), turns[last].text, *self.history.after_turn(session))
+        return (render_turns(session.turns), turns[last].text, *self.saved.after_turn(session))
 
-    async def new_chat(self, request: gr.Request) -> tuple[Any, ...]:
-        turns, listing, notice, plan = self.history.new_chat(self._session(request))
-        return self._shown(turns), listing, notice, plan
 
-    async def reopen(self, picked: Any, snapshot: Any, request: gr.Request) -> tuple[Any, ...]:
-        turns, listing, notice, plan = self.history.reopen(self._session(request), snapshot)
-        return self._shown(turns), listing, notice, plan
-
-    async def delete(self, request: gr.Request) -> tuple[Any, ...]:
-        turns, listing, notice, plan = self.history.delete(self._session(request))
-        return self._shown(turns), listing, notice, plan
-
-    async def import_file(self, path: Any, request: gr.Request) -> tuple[Any, ...]:
-        turns, listing, notice, plan = self.history.import_file(self._session(request), path)
-        return self._shown(turns), listing, notice, plan
-
-    def exporter(self, kind: str) -> Any:
-        async def export(request: gr.Request) -> dict[str, str]:
-            return self.history.export(self._session(request), kind)
-
-        export.__name__ = f"export_{kind}"
-        return export
+def _username(profile: gr.OAuthProfile | None) -> str | None:
+    return getattr(profile, "username", None) if profile is not None else None

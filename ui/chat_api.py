@@ -15,7 +15,8 @@ from typing import Any
 import gradio as gr
 
 from services.assistant import Assistant, Caller, TurnPlan
-from services.chat import Reply, finished_turn
+from services.chat import ChatOptions, Reply, finished_turn
+from services.config import Settings
 from services.conversation import Limits, Turn, parse_turns
 from services.errors import ServiceError, ValidationError
 from services.sessions import SessionStore
@@ -70,10 +71,10 @@ def _answer_of(reply: Reply, turn: Turn) -> str:
 
 
 class ChatApi:
-    def __init__(self, assistant: Assistant, sessions: SessionStore) -> None:
+    def __init__(self, assistant: Assistant, sessions: SessionStore, *, settings: Settings) -> None:
         self._assistant = assistant
         self._sessions = sessions
-        settings = assistant.settings
+        self._settings = settings
         self._history_limits = Limits(settings.max_history_messages, settings.max_history_chars)
 
     async def _stream_answer(self, plan: TurnPlan) -> AsyncIterator[str]:
@@ -89,8 +90,7 @@ class ChatApi:
             _answer_of(reply, finished_turn(reply, params=plan.params))
 
     def chat_fn(self) -> Callable[..., AsyncIterator[str]]:
-        assistant, sessions = self._assistant, self._sessions
-        settings = assistant.settings
+        assistant, sessions, settings = self._assistant, self._sessions, self._settings
 
         @keep_out_of_mcp
         @user_errors
@@ -120,15 +120,8 @@ class ChatApi:
             caller = caller_of(request, oauth_token)
             session = sessions.get(caller.session or "")
             history = list(session.turns)
-            plan = assistant.plan(
-                caller,
-                message,
-                history,
-                system_prompt=system_prompt,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                model=model,
-            )
+            options = ChatOptions(system_prompt, temperature, max_tokens, model)
+            plan = assistant.plan(caller, message, history, options)
             text = ""
             async for text in self._stream_answer(plan):
                 yield text
@@ -138,9 +131,7 @@ class ChatApi:
         return chat
 
     def ask_fn(self) -> Callable[..., AsyncIterator[str]]:
-        assistant = self._assistant
-        settings = assistant.settings
-        limits = self._history_limits
+        assistant, settings, limits = self._assistant, self._settings, self._history_limits
 
         @user_errors
         async def ask(
@@ -170,10 +161,7 @@ class ChatApi:
                 caller_of(request, oauth_token, stateless=True),
                 message,
                 lambda: parse_turns(_history_value(history, limits), limits=limits),
-                system_prompt=system_prompt,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                model=model,
+                ChatOptions(system_prompt, temperature, max_tokens, model),
             )
             async for text in self._stream_answer(plan):
                 yield text
@@ -182,7 +170,7 @@ class ChatApi:
 
     def build(self, *, concurrency_limit: int | None) -> None:
         """Declare both endpoints, in the chat's concurrency group (one limit for every call of the model)."""
-        settings = self._assistant.settings
+        settings = self._settings
         hidden: dict[str, Any] = {"visible": False}
 
         def parameters() -> list[gr.components.Component]:

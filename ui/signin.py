@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from services.access import Access, Route
-from services.errors import SignInRequiredError
+from services.access import Route
 from services.llm.base import BackendStatus
 
 __all__ = ["login_button", "status_line"]
@@ -22,15 +21,19 @@ def _who_answers(status: BackendStatus, models: tuple[str, ...]) -> str:
     return f"{model} at {status.where}"
 
 
-def status_line(access: Access, route: Route | None, *, username: str | None, per_minute: int | None) -> str:
-    """One Markdown line: who answers, on whose account, and what signing in would change."""
+def status_line(
+    route: Route | None, *, sign_in: bool, username: str | None, per_minute: int | None, on_space: bool
+) -> str:
+    """One Markdown line: who answers, on whose account, and what signing in would change.
+
+    Off a Space, whoever started the app is the owner: the owner's account is "your" account there.
+    """
     signed_in = f"Signed in as **@{username}**. " if username else ""
     if route is None:
         return "**Sign in with Hugging Face to chat:** your chats then run on your own account."
     status = route.backend.status()
     if status.backend == "none":
-        reason = getattr(route.backend, "reason", "No model is configured.")
-        return f"**The chat is not available:** {reason}"
+        return f"**The chat is not available:** {status.problem or 'no model is configured.'}"
     answers = _who_answers(status, route.models)
     if route.payer == "visitor":
         return (
@@ -39,16 +42,8 @@ def status_line(access: Access, route: Route | None, *, username: str | None, pe
         )
     limit = f", at most {per_minute} messages a minute" if per_minute else ""
     if route.payer == "nobody":
-        pays = f"free, on this Space's own hardware{limit}"
+        pays = f"free, on this Space's own hardware{limit}" if on_space else f"free, on this machine{limit}"
     else:
-        pays = f"on the Space owner's account{limit}"
-    invite = " Sign in with Hugging Face to chat on your own account." if access.sign_in and not username else ""
+        pays = f"on the Space owner's account{limit}" if on_space else f"on your account{limit}"
+    invite = " Sign in with Hugging Face to chat on your own account." if sign_in and not username else ""
     return f"{signed_in}Answered by {answers}, {pays}.{invite}"
-
-
-def route_or_none(access: Access, token: str | None) -> Route | None:
-    """The visitor's route, or None when they must sign in first."""
-    try:
-        return access.route(token)
-    except SignInRequiredError:
-        return None

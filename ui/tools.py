@@ -28,71 +28,19 @@ class Tools:
         self._max_chars = settings.max_tool_chars
         self._sessions = sessions
 
-    def text_tools(self) -> dict[str, Callable[[str], str]]:
-        """The text tools by API name, in the order the page shows them."""
+    def _endpoint(self, tool: tools.TextTool) -> Callable[[str], str]:
         limit = self._max_chars
 
         @user_errors
-        def reverse(text: str) -> str:
-            """Reverse a text, keeping accents on their letters.
+        def endpoint(text: str) -> str:
+            return tool.run(text, max_chars=limit)
 
-            Args:
-                text: The text to reverse (at most MAX_TOOL_CHARS characters).
-
-            Returns:
-                The text backwards.
-            """
-            return tools.reverse(text, max_chars=limit)
-
-        @user_errors
-        def upper(text: str) -> str:
-            """Convert a text to UPPERCASE.
-
-            Args:
-                text: The text to convert (at most MAX_TOOL_CHARS characters).
-
-            Returns:
-                The text in upper case.
-            """
-            return tools.upper(text, max_chars=limit)
-
-        @user_errors
-        def lower(text: str) -> str:
-            """Convert a text to lowercase.
-
-            Args:
-                text: The text to convert (at most MAX_TOOL_CHARS characters).
-
-            Returns:
-                The text in lower case.
-            """
-            return tools.lower(text, max_chars=limit)
-
-        @user_errors
-        def title(text: str) -> str:
-            """Convert a text to Title Case, leaving apostrophes alone ("don't" stays "Don't").
-
-            Args:
-                text: The text to convert (at most MAX_TOOL_CHARS characters).
-
-            Returns:
-                The text with each word capitalised.
-            """
-            return tools.title(text, max_chars=limit)
-
-        @user_errors
-        def slugify(text: str) -> str:
-            """Make a lowercase ASCII slug for URLs and file names: "Héllo, World!" gives "hello-world".
-
-            Args:
-                text: The text to turn into a slug (at most MAX_TOOL_CHARS characters).
-
-            Returns:
-                The slug: lowercase letters, digits and hyphens.
-            """
-            return tools.slugify(text, max_chars=limit)
-
-        return {"reverse": reverse, "upper": upper, "lower": lower, "title": title, "slugify": slugify}
+        endpoint.__name__ = endpoint.__qualname__ = tool.name
+        endpoint.__doc__ = (
+            f"{tool.does}\n\nArgs:\n    text: The text (at most MAX_TOOL_CHARS characters).\n\n"
+            f"Returns:\n    {tool.returns}\n"
+        )
+        return endpoint
 
     def count_fn(self) -> Callable[[str], tuple[int, int, int]]:
         limit = self._max_chars
@@ -163,11 +111,10 @@ class Tools:
             )
             # No copy button here: Gradio puts it inside the <label>, where it would take the label from the textarea.
             text_out = gr.Textbox(label="Result", lines=4, scale=2, elem_id="tool-result")
-        labels = {"reverse": "Reverse", "upper": "UPPERCASE", "lower": "lowercase", "title": "Title Case"}
         with gr.Row():
-            for api_name, fn in self.text_tools().items():
-                gr.Button(labels.get(api_name, api_name), size="sm").click(
-                    fn, text_in, text_out, api_name=api_name, preprocess=False
+            for tool in tools.TOOLS:
+                gr.Button(tool.label, size="sm").click(
+                    self._endpoint(tool), text_in, text_out, api_name=tool.name, preprocess=False
                 )
             count_button = gr.Button("Count characters, words, lines", size="sm")
         with gr.Row(elem_id="counts"):

@@ -43,8 +43,12 @@ class UnavailableBackend:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        return ()
+
     def status(self) -> BackendStatus:
-        return BackendStatus("none", "not configured", "")
+        return BackendStatus("none", "not configured", "", problem=self.reason)
 
     def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]:
         return request, 0

@@ -58,6 +58,7 @@ class BackendStatus:
     backend: BackendName
     model: str  # the default model as people know it (an id, a path), or what will pick it
     where: str  # scheme://host[:port] of a server, or the device of the local model; "" when nothing runs
+    problem: str = ""  # why it cannot answer, in words for the Space's owner; "" when it can
 
 
 class ChatBackend(Protocol):
@@ -73,6 +74,11 @@ class ChatBackend(Protocol):
     # Seconds between two streamed updates to a client, and replies that may stream at once (None: no limit).
     stream_interval: float
     concurrency_limit: int | None
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models a caller may pick, the first the default; empty when the backend picks its own."""
+        ...
 
     def status(self) -> BackendStatus: ...
 

@@ -71,6 +71,7 @@ from services.errors import (
     ValidationError,
 )
 from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.trimming import drop_oldest
 
 __all__ = ["LoadedModel", "LocalBackend", "load_model"]
 
@@ -390,6 +391,11 @@ class LocalBackend:
             stream_interval=settings.stream_interval_for("local"),
         )
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The one loaded model, which no caller picks."""
+        return ()
+
     def status(self) -> BackendStatus:
         return BackendStatus("local", self.loaded.name, self.loaded.device)
 
@@ -439,24 +445,17 @@ class LocalBackend:
             )
         room = window - params.max_tokens
         messages = list(messages)
-        if not messages or self.count_tokens(messages) <= room:
+        if not messages:
             return messages, 0
         head = messages[:1] if messages[0]["role"] == "system" and len(messages) > 1 else []
         body, last = messages[len(head) : -1], messages[-1:]
-        if self.count_tokens(head + last) > room:
+
+        def fits(gone: int) -> bool:
+            return self.count_tokens(head + body[gone:] + last) <= room
+
+        cut = drop_oldest(body, fits=fits, can_start=lambda message: message["role"] == "user")
+        if cut == len(body) and not fits(cut):
             raise self._too_long(head, last, room=room, params=params)
-        # Where the kept history may start: at a user message, or nothing kept (len(body)).
-        cuts = [i for i in range(1, len(body)) if body[i]["role"] == "user"] + [len(body)]
-        # Fewer messages never make a longer prompt, so the smallest cut that fits is found by bisection:
-        # a handful of template renderings even for a conversation of hundreds of turns.
-        low, high = 0, len(cuts) - 1  # cuts[high] (no history) is known to fit
-        while low < high:
-            middle = (low + high) // 2
-            if self.count_tokens(head + body[cuts[middle] :] + last) <= room:
-                high = middle
-            else:
-                low = middle + 1
-        cut = cuts[low]
         return head + body[cut:] + last, cut
 
     def _too_long(

@@ -1,4 +1,4 @@
-"""Tests for services/history.py: records sealed for the browser and checked on return, the storage budgets, and
+"""Tests for services/saved_chats.py: records sealed for the browser and checked on return, the storage budgets, and
 export and import."""
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ import pytest
 
 from services.conversation import Limits, Turn
 from services.errors import ConversationError, StoredConversationError
-from services.history import (
+from services.saved_chats import (
     EXPORT_FORMAT,
+    ChatArchive,
     Conversation,
-    HistorySeal,
     Meta,
+    OpenChat,
+    SavedChats,
+    Seal,
     export_json,
     export_markdown,
     import_json,
@@ -22,8 +25,10 @@ from services.history import (
     title_for,
 )
 
+pytestmark = pytest.mark.unit
+
 LIMITS = Limits(max_messages=20, max_chars=10_000)
-SEAL = HistorySeal("history-secret-for-tests", limits=LIMITS)
+SEAL = Seal("history-secret-for-tests", limits=LIMITS)
 TURNS = (
     Turn("user", "What is 2 + 2?"),
     Turn("assistant", "4.", thinking="Add them.\n\nEasy.", thinking_seconds=1.5),
@@ -82,13 +87,11 @@ class TestSeal:
 
     def test_the_same_secret_opens_it_after_a_restart(self):
         """A new seal with the same HISTORY_SECRET opens what the last one sealed."""
-        assert HistorySeal("history-secret-for-tests", limits=LIMITS).open("abc123", SEAL.seal(CONVERSATION)) == (
-            CONVERSATION
-        )
+        assert Seal("history-secret-for-tests", limits=LIMITS).open("abc123", SEAL.seal(CONVERSATION)) == (CONVERSATION)
 
     def test_a_different_secret_is_refused(self):
         """A record sealed under another HISTORY_SECRET does not pass."""
-        other = HistorySeal("another-secret", limits=LIMITS)
+        other = Seal("another-secret", limits=LIMITS)
         with pytest.raises(StoredConversationError) as info:
             other.open("abc123", SEAL.seal(CONVERSATION))
         assert str(info.value) == NOT_PASSED
@@ -175,7 +178,7 @@ class TestSeal:
 
     def test_signed_turns_are_still_parsed_strictly(self):
         """A record that passes its check is parsed like any client input: past the limits it is refused."""
-        small = HistorySeal("history-secret-for-tests", limits=Limits(max_messages=3, max_chars=10_000))
+        small = Seal("history-secret-for-tests", limits=Limits(max_messages=3, max_chars=10_000))
         with pytest.raises(StoredConversationError) as info:
             small.open("abc123", small.seal(CONVERSATION))
         assert str(info.value) == (
@@ -247,7 +250,7 @@ class TestPlanSave:
             "abc123",
             TURNS,
             created=1_700_000_000.0,
-            known=[],
+            listed=[],
             conversation_chars=10_000,
             total_chars_budget=100_000,
             now=1_700_000_100.5,
@@ -261,7 +264,7 @@ class TestPlanSave:
     def test_a_new_conversation_is_created_now(self):
         """created 0 means the conversation is new: created and updated are both now."""
         plan = plan_save(
-            SEAL, "n1", TURNS[:1], created=0, known=[], conversation_chars=10_000, total_chars_budget=100_000, now=5.0
+            SEAL, "n1", TURNS[:1], created=0, listed=[], conversation_chars=10_000, total_chars_budget=100_000, now=5.0
         )
         assert (plan.meta.created, plan.meta.updated) == (5.0, 5.0)
 
@@ -269,7 +272,7 @@ class TestPlanSave:
         """Past HISTORY_CONVERSATION_CHARS the oldest turns are left out of the stored copy, with a notice."""
         turns = [Turn("user", "a" * 400), Turn("assistant", "b" * 400), Turn("user", "c" * 300), Turn("assistant", "d")]
         plan = plan_save(
-            SEAL, "c1", turns, created=1.0, known=[], conversation_chars=1_000, total_chars_budget=100_000, now=2.0
+            SEAL, "c1", turns, created=1.0, listed=[], conversation_chars=1_000, total_chars_budget=100_000, now=2.0
         )
         assert SEAL.open("c1", plan.record).turns == tuple(turns[2:])
         assert plan.meta == Meta("c1", "a" * 59 + "…", 1.0, 2.0, 301)
@@ -281,7 +284,7 @@ class TestPlanSave:
         """Past HISTORY_TOTAL_CHARS the least recently updated other conversations go, with their titles."""
         known = [meta("new", "Newest", 30.0, 400), meta("old", "Oldest", 10.0, 400), meta("mid", "Middle", 20.0, 400)]
         plan = plan_save(
-            SEAL, "c1", TURNS, created=1.0, known=known, conversation_chars=10_000, total_chars_budget=600, now=40.0
+            SEAL, "c1", TURNS, created=1.0, listed=known, conversation_chars=10_000, total_chars_budget=600, now=40.0
         )
         assert plan.drop == ("old", "mid")
         assert plan.notice == (
@@ -292,7 +295,7 @@ class TestPlanSave:
         """The stored summary of the conversation being saved is replaced, not counted twice or dropped."""
         known = [meta("c1", "Same chat", 1.0, 900), meta("other", "Other", 2.0, 400)]
         plan = plan_save(
-            SEAL, "c1", TURNS, created=1.0, known=known, conversation_chars=10_000, total_chars_budget=500, now=3.0
+            SEAL, "c1", TURNS, created=1.0, listed=known, conversation_chars=10_000, total_chars_budget=500, now=3.0
         )
         assert plan.drop == ()
         assert plan.notice == ""
@@ -301,7 +304,7 @@ class TestPlanSave:
         """The notice names the first five dropped chats, then says there were more."""
         known = [meta(f"k{i}", f"Chat {i}", float(i), 100) for i in range(7)]
         plan = plan_save(
-            SEAL, "c1", TURNS, created=1.0, known=known, conversation_chars=10_000, total_chars_budget=100, now=9.0
+            SEAL, "c1", TURNS, created=1.0, listed=known, conversation_chars=10_000, total_chars_budget=100, now=9.0
         )
         assert plan.drop == tuple(f"k{i}" for i in range(7))
         assert plan.notice == (
@@ -314,7 +317,7 @@ class TestPlanSave:
         turns = [Turn("user", "a" * 600), Turn("assistant", "b" * 600), Turn("user", "c"), Turn("assistant", "d")]
         known = [meta("old", "Old", 1.0, 9_500)]
         plan = plan_save(
-            SEAL, "c1", turns, created=1.0, known=known, conversation_chars=1_000, total_chars_budget=9_000, now=2.0
+            SEAL, "c1", turns, created=1.0, listed=known, conversation_chars=1_000, total_chars_budget=9_000, now=2.0
         )
         assert plan.drop == ("old",)
         assert plan.notice == (
@@ -446,7 +449,7 @@ class TestExportImport:
             imported.meta.id,
             imported.turns,
             created=imported.meta.created,
-            known=[],
+            listed=[],
             conversation_chars=10_000,
             total_chars_budget=100_000,
         )
@@ -489,3 +492,136 @@ class TestExportImport:
         with pytest.raises(ConversationError) as info:
             import_json(raw, limits=LIMITS, max_bytes=100)
         assert str(info.value) == message
+
+
+def archive(*, total_chars: int = 100_000) -> ChatArchive:
+    return ChatArchive(SEAL, conversation_chars=10_000, total_chars=total_chars, max_import_bytes=100_000)
+
+
+def summary(record: str, key: str) -> dict[str, object]:
+    """What saved_chats.js sends of one stored record: its id, summary and the summary's signature."""
+    parsed = json.loads(record)
+    return {"id": key, "meta": parsed["meta"], "meta_sig": parsed["meta_sig"]}
+
+
+class TestChatArchive:
+    """Every change of one tab's saved chats, as plain data: the open chat, the list, a notice, the plan."""
+
+    def test_a_saved_chat_is_listed_and_written_once(self):
+        """Save after a turn: the plan writes the sealed record (base None: never stored by this tab), the list
+        shows it, selected; a second save says when this tab last stored it."""
+        saved = SavedChats()
+        first = archive().save(saved, TURNS)
+        assert first.plan["write"]["id"] == saved.open.id
+        assert first.plan["write"]["base"] is None
+        assert first.listing == (("What is 2 + 2?", saved.open.id),)
+        assert first.selected == saved.open.id
+        assert first.turns is None
+        second = archive().save(saved, TURNS)
+        assert second.plan["write"]["base"] == saved.listed[0].updated or second.plan["write"]["base"] is not None
+        assert first.plan["nonce"] != second.plan["nonce"]
+
+    def test_a_chat_no_model_answered_is_not_kept(self):
+        """Every reply failed before a word (nothing configured, the server down): nothing is written, and a copy
+        saved earlier leaves the browser."""
+        saved = SavedChats()
+        failed = (Turn("user", "hi"), Turn("assistant", "", notice="No model is configured."))
+        change = archive().save(saved, failed)
+        assert change.plan["write"] is None
+        assert change.plan["drop"] == [saved.open.id]
+        assert change.listing == ()
+
+    def test_restore_reopens_this_tabs_chat_and_lists_the_others(self):
+        """Page load: verified summaries are listed, the open record is reopened (its turns), the rest stays."""
+        other = SavedChats()
+        other_record = archive().save(other, TURNS).plan["write"]["record"]
+        mine = SavedChats()
+        record = archive().save(mine, TURNS[:2]).plan["write"]["record"]
+        tab = SavedChats()
+        snapshot = {
+            "metas": [summary(other_record, other.open.id), summary(record, mine.open.id)],
+            "open": {"id": mine.open.id, "record": record},
+        }
+        change = archive().restore(tab, snapshot)
+        assert change.turns == TURNS[:2]
+        assert tab.open.id == mine.open.id
+        assert {key for _, key in change.listing} == {other.open.id, mine.open.id}
+        assert change.plan["current"] == mine.open.id
+        assert change.plan["drop"] == []
+        assert change.notice == ""
+
+    def test_restore_drops_what_fails_its_check(self):
+        """A summary signed under another secret is removed from the browser, with one notice."""
+        record = Seal("another-secret", limits=LIMITS).seal(CONVERSATION)
+        change = archive().restore(SavedChats(), {"metas": [summary(record, "abc123")], "open": None})
+        assert change.plan["drop"] == ["abc123"]
+        assert change.listing == ()
+        assert "could not be verified" in change.notice
+
+    def test_restore_keeps_the_open_chat_and_drops_the_oldest_past_the_budget(self):
+        """Past HISTORY_TOTAL_CHARS (another tab saved, or the budget was lowered): the oldest go, never the open."""
+        chats = []
+        for _ in range(3):
+            saved = SavedChats()
+            chats.append((saved.open.id, archive().save(saved, TURNS).plan["write"]["record"]))
+        oldest, middle, newest = chats
+        snapshot = {
+            "metas": [summary(record, key) for key, record in chats],
+            "open": {"id": oldest[0], "record": oldest[1]},
+        }
+        tab = SavedChats()
+        change = archive(total_chars=2 * META.chars).restore(tab, snapshot)
+        assert tab.open.id == oldest[0]
+        assert change.plan["drop"] == [middle[0]]
+        assert {key for _, key in change.listing} == {oldest[0], newest[0]}
+        assert "1 oldest saved chat(s) were removed" in change.notice
+
+    def test_a_malformed_snapshot_is_an_empty_browser(self):
+        """What the browser sent is not the script's shape: nothing listed, a new chat, nothing dropped."""
+        change = archive().restore(SavedChats(), {"metas": "lots", "evil": 1})
+        assert (change.turns, change.listing, change.plan["drop"]) == ((), (), [])
+
+    def test_reopen_and_delete(self):
+        """Reopen opens the picked record; delete drops it from the browser and leaves a new chat open."""
+        first = SavedChats()
+        record = archive().save(first, TURNS).plan["write"]["record"]
+        tab = SavedChats()
+        change = archive().reopen(tab, {"metas": [], "open": {"id": first.open.id, "record": record}})
+        assert change.turns == TURNS
+        assert change.plan["current"] == first.open.id
+        gone = archive().delete(tab)
+        assert gone.turns == ()
+        assert gone.plan == {**gone.plan, "drop": [first.open.id], "current": None}
+        assert tab.open.id != first.open.id
+
+    def test_reopen_refuses_a_missing_or_altered_record(self):
+        """A record that is gone, or fails its check, is an error to show, and nothing changes."""
+        tab = SavedChats()
+        with pytest.raises(StoredConversationError, match="no longer saved"):
+            archive().reopen(tab, {"metas": [], "open": None})
+        with pytest.raises(StoredConversationError):
+            archive().reopen(tab, {"metas": [], "open": {"id": "abc123", "record": record_with(sig="0" * 64)}})
+
+    def test_import_opens_a_new_chat_and_saves_it(self):
+        """An export, imported: a new id, its turns open, written to the browser at once."""
+        tab = SavedChats()
+        change = archive().import_chat(tab, export_json(CONVERSATION).encode())
+        assert change.turns == TURNS
+        assert tab.open.id != CONVERSATION.meta.id
+        assert change.plan["write"]["id"] == tab.open.id
+        assert change.selected == tab.open.id
+
+    def test_the_open_chat_keeps_its_first_title(self):
+        """A chat's title is fixed by its first save, even when its first message later leaves the conversation."""
+        tab = SavedChats(open=OpenChat(title="Kept title"))
+        archive().save(tab, TURNS)
+        assert tab.listed[0].title == "Kept title"
+
+    def test_export(self):
+        """Markdown to read and JSON to import again, named after the title."""
+        tab = SavedChats()
+        markdown = archive().export(tab, TURNS, "md")
+        assert (markdown.name, markdown.type) == ("what-is-2-2.md", "text/markdown")
+        assert markdown.content.startswith("# What is 2 + 2?")
+        exported = archive().export(tab, TURNS, "json")
+        assert import_json(exported.content.encode(), limits=LIMITS, max_bytes=100_000).turns == TURNS

@@ -1,4 +1,4 @@
-// The browser side of the saved conversations (ui/history.py): read and write the records the server sealed.
+// The browser side of the saved conversations (ui/saved_chats.py): read and write the records the server sealed.
 // Each conversation is its own localStorage key, so tabs never overwrite each other's; this tab's open one is in
 // sessionStorage, so a reload reopens it. Records are opaque here: only the server can make or check them.
 (() => {
@@ -38,7 +38,7 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  window.spaceChatHistory = {
+  window.savedChats = {
     // What the server needs to list the saved chats and reopen this tab's: summaries, and one whole record.
     snapshot(openId) {
       const all = ids();
