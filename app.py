@@ -31,7 +31,7 @@ def _port(value: str) -> int:
 
 def _port_from_environment() -> int | None:
     """GRADIO_SERVER_PORT, checked before Gradio is imported: Gradio reads it as a number when it loads, and a
-    malformed value ended in its traceback."""
+    malformed value would end in its traceback."""
     value = os.environ.get("GRADIO_SERVER_PORT", "").strip()
     try:
         return _port(value) if value else None
@@ -69,6 +69,7 @@ logger = logging.getLogger("app")
 demo: SpaceBlocks
 
 TITLE = "Space Chat"
+DEFAULT_PORT = 7860
 DESCRIPTION = (
     "Chat with a language model that streams its answer, plus a few small text tools. Your chats are kept in "
     "your browser (see the sidebar). Call every tool from code, or from an MCP client: see *Use via API* at the "
@@ -187,8 +188,8 @@ def _configure_logging() -> None:
 
 
 def _one_handler_for_libraries() -> None:
-    """huggingface_hub and transformers give their loggers a stderr handler of their own, on top of the root one:
-    each of their lines was printed twice. Their records now go to the root handler only."""
+    """huggingface_hub and transformers give their loggers a stderr handler of their own, on top of the root one,
+    which would print each of their lines twice: their records go to the root handler only."""
     for name in ("huggingface_hub", "transformers"):
         library = logging.getLogger(name)
         for handler in list(library.handlers):
@@ -200,7 +201,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the Space Chat app locally.")
     parser.add_argument("--host", help="interface to bind (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
     parser.add_argument(
-        "--port", type=_port, help="port to listen on (default: GRADIO_SERVER_PORT, else the first free from 7860)"
+        "--port", type=_port, help=f"port to listen on (default: GRADIO_SERVER_PORT, else {DEFAULT_PORT})"
     )
     parser.add_argument("--share", action="store_true", help="also open a temporary public share link")
     parser.add_argument("--inbrowser", action="store_true", help="open the app in a browser tab")
@@ -224,16 +225,19 @@ def _port_taken(host: str | None, port: int) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """The command line: parse the options first, so that `--help` answers before any model loads.
 
-    A port asked for (--port, GRADIO_SERVER_PORT) that is taken stops start-up with one line, before anything
-    loads; Gradio would otherwise move to the next free port without a word. With neither, Gradio's own search
-    from 7860 applies.
+    A port that is taken (--port, GRADIO_SERVER_PORT, or the default 7860) stops start-up with one line, before
+    anything loads: Gradio would otherwise move to the next free port without a word, and the app would not be
+    where README says.
     """
     args = _parse_args(argv)
-    port = args.port or _ENV_PORT
+    port = args.port or _ENV_PORT or DEFAULT_PORT
     host = args.host or os.environ.get("GRADIO_SERVER_NAME") or None
-    if port is not None and _port_taken(host, port):
-        source = "--port" if args.port else "GRADIO_SERVER_PORT"
-        raise SystemExit(f"Cannot start: port {port} ({source}) is already in use. Stop what uses it, or pick another.")
+    if _port_taken(host, port):
+        source = "--port" if args.port else "GRADIO_SERVER_PORT" if _ENV_PORT else "the default port"
+        raise SystemExit(
+            f"Cannot start: port {port} ({source}) is already in use by another program. Stop it, or pick another "
+            "port with --port."
+        )
     global demo
     demo = demo_from_environment()
     # A Space (and `docker stop`, systemd) stops the app with SIGTERM: let it end as Ctrl+C does, through
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         demo.launch(server_name=args.host, server_port=port, share=args.share or None, inbrowser=args.inbrowser)
     except OSError as error:
-        # Taken between the check above and the launch, or no free port from 7860 on.
+        # Taken between the check above and the launch.
         raise SystemExit(f"Cannot start: {error}") from None
 
 

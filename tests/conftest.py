@@ -32,3 +32,18 @@ def app(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> It
     env = fake_backed(fake_openai, LLM_MAX_RETRIES="0", RATE_LIMIT_PER_IP="none", RATE_LIMIT_PER_SESSION="none")
     with running_app(tmp_path_factory.mktemp("app"), **env) as running:
         yield running
+
+
+KINDS = ("unit", "e2e", "browser")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test says what kind it is (pyproject.toml's markers), so that `pytest -m unit` is the fast set;
+    a unit test also fails on a leaked socket, file or event loop (a ResourceWarning)."""
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(kind) for kind in KINDS)]
+    if unmarked:
+        raise pytest.UsageError(f"tests without a kind marker ({', '.join(KINDS)}): {', '.join(unmarked[:10])}")
+    for item in items:
+        if item.get_closest_marker("unit"):
+            item.add_marker(pytest.mark.filterwarnings("error::ResourceWarning"))
+            item.add_marker(pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"))

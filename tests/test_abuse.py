@@ -16,11 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.apps import start_app, stop_app
 from tests.support.browser import chromium
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault
 from tests.support.recording_proxy import RecordingProxy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 KEY = "sk-abuse-canary-Qw3rTy7uIo"
 ATTACK_SECONDS = 8.0

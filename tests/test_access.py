@@ -10,6 +10,8 @@ from services.access import MOCK_TOKEN, Access, Route
 from services.errors import SignInRequiredError
 from services.llm.base import BackendStatus, ChatRequest, Delta
 
+pytestmark = pytest.mark.unit
+
 
 class NamedBackend:
     """A `ChatBackend` that is never asked to answer here: only which one is chosen matters."""

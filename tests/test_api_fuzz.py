@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from tests.support.apps import RunningApp, fake_backed, running_app
 from tests.support.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.e2e
+
 # The generic text Gradio shows for an uncaught exception: seeing it means a bug, not a clear error.
 GENERIC = "has raised an exception but has not enabled verbose error reporting"
 # Every clear error starts with the field it is about, or is a model-server message.

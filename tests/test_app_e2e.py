@@ -17,6 +17,8 @@ from gradio_client.exceptions import AppError
 from tests.support.apps import ROOT, RunningApp, app_env, start_app, stop_app
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault, free_port
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def client(app: RunningApp) -> Client:

@@ -17,6 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tests.support.apps import RunningApp, start_app, stop_app
 from tests.support.tiny_model import build_tiny_model
 
+pytestmark = pytest.mark.e2e
+
 SYSTEM = "You are terse."
 
 

@@ -16,6 +16,8 @@ from services.errors import RateLimitedError, SignInRequiredError, ValidationErr
 from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams
 from services.ratelimit import ChatRateLimits
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = Settings(system_prompt="sys")
 
 

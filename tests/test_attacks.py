@@ -21,6 +21,8 @@ from gradio_client.exceptions import AppError
 from tests.support.apps import RunningApp, fake_backed, running_app
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault
 
+pytestmark = pytest.mark.e2e
+
 KEY = "sk-attack-Kq7vN2pX9wLm4RtZ"
 PASSWORD = "correct-horse-battery-staple"
 
@@ -36,6 +38,14 @@ def page_event(url: str, elem_id: str, event: str) -> int:
     config = httpx.get(url + "config", timeout=10).json()
     component = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
     return next(d["id"] for d in config["dependencies"] if [component, event] in d["targets"])
+
+
+def page_data(url: str, fn_index: int, by_label: dict[str, Any]) -> list[Any]:
+    """The `data` of a page event, in the order its config lists the inputs, from values by component label."""
+    config = httpx.get(url + "config", timeout=10).json()
+    labels = {c["id"]: c.get("props", {}).get("label") for c in config["components"]}
+    inputs = next(d["inputs"] for d in config["dependencies"] if d["id"] == fn_index)
+    return [by_label[labels[component]] for component in inputs]
 
 
 def queue_call(url: str, fn_index: int, data: list[Any], *, session: str | None = None) -> list[dict[str, Any]]:
@@ -186,7 +196,7 @@ class TestRow4OversizedConversations:
         types = {c["id"]: c["type"] for c in config["components"]}
         fn_index = page_event(target.url, "message", "submit")
         inputs = next(d["inputs"] for d in config["dependencies"] if d["id"] == fn_index)
-        assert [types[i] for i in inputs] == ["textbox", "textbox", "slider", "slider", "dropdown"]
+        assert sorted(types[i] for i in inputs) == ["dropdown", "slider", "slider", "textbox", "textbox"]
 
 
 class TestRow5DeepLinks:
@@ -224,8 +234,16 @@ class TestRow13LoneSurrogates:
     def test_a_lone_surrogate_in_a_page_message_streams(self, target, upstream):
         """The page's reply event with a lone surrogate in the message answers, with U+FFFD in its place."""
         fn_index = page_event(target.url, "message", "submit")
+        values = {
+            "Message": "MESSAGE",
+            "System prompt": "s",
+            "Temperature": 0.5,
+            "Max tokens": 10,
+            "Model": "fake-model",
+        }
         # Written by hand: no JSON encoder writes a lone surrogate, but the JSON text may hold its escape.
-        body = f'{{"data": ["\\ud800 hi", "s", 0.5, 10, "fake-model"], "fn_index": {fn_index}, "session_hash": "sg"}}'
+        data = json.dumps(page_data(target.url, fn_index, values)).replace('"MESSAGE"', '"\\ud800 hi"')
+        body = f'{{"data": {data}, "fn_index": {fn_index}, "session_hash": "sg"}}'
         with httpx.Client(base_url=target.url, timeout=30) as http:
             joined = http.post("gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
             assert joined.status_code == 200

@@ -13,6 +13,8 @@ from tests.support.apps import ROOT, RunningApp, fake_backed, running_app
 from tests.support.browser import chromium
 from tests.support.fake_openai import FakeOpenAI, Fault
 
+pytestmark = pytest.mark.browser
+
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
 MARKDOWN_REPLY = "Here is **bold** text and code:\n```python\nprint(1)\n```\ndone"
 MESSAGE_BOX = "#message textarea"  # its placeholder is cleared after the first message

@@ -17,6 +17,8 @@ from tests.support.browser import chromium
 from tests.support.fake_hub import FakeHub
 from tests.support.fake_openai import Behaviour, FakeOpenAI, free_port
 
+pytestmark = pytest.mark.browser
+
 MESSAGE_BOX = "#message textarea"
 THOUGHTS = "first I consider the question carefully then I answer it"
 DEVELOPER_TOKEN = "hf_developer_own_token_0123456789"

@@ -27,6 +27,8 @@ from services.conversation import Turn
 from services.errors import BackendUnavailableError, StreamInterruptedError, ValidationError
 from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = Settings()
 PARAMS = GenerationParams(temperature=0.5, max_tokens=64)
 

@@ -17,6 +17,8 @@ from gradio_client.exceptions import AppError
 from tests.support.apps import ROOT, RunningApp, running_app
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault, free_port
 
+pytestmark = pytest.mark.e2e
+
 OWNER_TOKEN = "hf_owner_token_of_the_space_0123"
 VISITOR_TOKEN = "hf_visitor_token_abcdef_987654"
 ENDPOINTS = {"/chat", "/ask", "/greet", "/reverse", "/upper", "/lower", "/title", "/slugify", "/count", "/increment",

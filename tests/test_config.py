@@ -16,6 +16,8 @@ from services.config import (
 )
 from services.errors import ConfigError
 
+pytestmark = pytest.mark.unit
+
 SECRET_FIELDS = {"openai_api_key", "hf_token", "oauth_client_secret", "history_secret", "app_auth"}
 
 

@@ -10,6 +10,8 @@ import pytest
 from services.conversation import Limits, Turn, bound_turns, parse_turns, to_messages, total_chars, turns_to_json
 from services.errors import ConversationError, ValidationError
 
+pytestmark = pytest.mark.unit
+
 LIMITS = Limits(max_messages=10, max_chars=1_000)
 
 

@@ -54,7 +54,7 @@ RUNTIME_FILES = (
     "services/llm/openai_backend.py",
     "ui/__init__.py",
     "ui/chat.py",
-    "ui/history.js",
+    "ui/saved_chats.js",
     "assets/logo.svg",
     "docs/screenshot.png",
 )
@@ -244,6 +244,7 @@ def run(hub: FakeHub, root: Path, clock: FakeClock, **overrides: Any) -> str | N
     return deploy(hub, **kwargs)
 
 
+@pytest.mark.unit
 class TestFirstDeploy:
     def test_steps_in_order(self, project, clock):
         """create_repo, then upload_folder, then runtime polls until RUNNING, then the smoke test."""
@@ -307,6 +308,7 @@ class TestFirstDeploy:
         assert set(plan_files(project)) == hub.remote - {".gitattributes"}
 
 
+@pytest.mark.unit
 class TestRedeploy:
     def test_removed_file_leaves_the_space(self, project, clock):
         """A file deleted from the repo is deleted from the Space at the next deploy."""
@@ -346,6 +348,7 @@ class TestRedeploy:
         assert "README.md" in hub.remote
 
 
+@pytest.mark.unit
 class TestWait:
     @pytest.mark.parametrize("stage", ["BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"])
     def test_failed_stage_stops_with_stage_and_url(self, project, clock, stage):
@@ -419,6 +422,7 @@ class TestWait:
         assert smoke.calls == []
 
 
+@pytest.mark.e2e
 class TestSmoke:
     def test_failing_smoke_fails_the_deploy(self, project, clock, capsys):
         """A Space that does not answer /greet makes the CLI exit 1 with the reason."""
@@ -506,6 +510,7 @@ def settings_lines(lines: list[str]) -> list[str]:
     return [line.strip() for line in lines[start:end]]
 
 
+@pytest.mark.unit
 class TestSettingsAndSecrets:
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -702,6 +707,7 @@ class TestSettingsAndSecrets:
         assert hub.secrets == {}
 
 
+@pytest.mark.unit
 class TestGuards:
     @pytest.mark.parametrize("token", [None, "", "   "])
     def test_missing_token_uploads_nothing(self, project, clock, token):
@@ -827,6 +833,7 @@ def tracked(prefix: str) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.e2e
 class TestDryRunOnTheRealTree:
     def test_lists_what_the_space_runs(self):
         """The list has app.py, every other module beside it, README.md, requirements.txt, services/ and ui/."""

@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from app import build_demo
 from scripts.config_table import render
 from services.access import Access
 from services.config import VARIABLES, load_settings
 from tests.support.apps import ROOT
+from tests.support.blocks import built
 from tests.support.scripted_backend import ScriptedBackend
+
+pytestmark = pytest.mark.unit
 
 README = (ROOT / "README.md").read_text()
 
@@ -72,7 +77,7 @@ class TestLayout:
 class TestApi:
     def test_the_table_matches_the_api(self):
         """Each row's endpoints, input names and types, and return types are what the API info says."""
-        demo = build_demo(load_settings({"HISTORY_SECRET": "x" * 40}), Access(owner=ScriptedBackend()))
+        demo = built(lambda: build_demo(load_settings({"HISTORY_SECRET": "x" * 40}), Access(owner=ScriptedBackend())))
         info = demo.get_api_info()["named_endpoints"]
         table = section("API").split("| Endpoint | Inputs | Returns |", 1)[1].split("\n\n", 1)[0]
         documented: set[str] = set()

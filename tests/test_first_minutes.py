@@ -3,6 +3,7 @@ per launch error."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -19,6 +20,8 @@ from gradio_client.exceptions import AppError
 
 from tests.support.apps import ROOT, app_env, start_app, stop_app
 from tests.support.fake_openai import FakeOpenAI, free_port
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
@@ -87,7 +90,8 @@ class TestLaunchErrors:
         result = run_app("--port", str(busy_port))
         assert result.returncode != 0
         assert result.stderr.strip() == (
-            f"Cannot start: port {busy_port} (--port) is already in use. Stop what uses it, or pick another."
+            f"Cannot start: port {busy_port} (--port) is already in use by another program. Stop it, or pick "
+            "another port with --port."
         )
 
     def test_a_busy_port_variable_does_not_move_on(self, busy_port):
@@ -95,8 +99,21 @@ class TestLaunchErrors:
         result = run_app(GRADIO_SERVER_PORT=str(busy_port))
         assert result.returncode != 0
         assert result.stderr.strip() == (
-            f"Cannot start: port {busy_port} (GRADIO_SERVER_PORT) is already in use. Stop what uses it, or pick "
-            "another."
+            f"Cannot start: port {busy_port} (GRADIO_SERVER_PORT) is already in use by another program. Stop it, "
+            "or pick another port with --port."
+        )
+
+    def test_the_default_port_taken_is_said_not_moved(self):
+        """Plain `python app.py` with 7860 in use (README's address): one line, instead of another port unsaid."""
+        with socket.socket() as held:
+            with contextlib.suppress(OSError):  # already taken by something else: taken all the same
+                held.bind(("127.0.0.1", 7860))
+                held.listen()
+            result = run_app()
+        assert result.returncode != 0
+        assert result.stderr.strip() == (
+            "Cannot start: port 7860 (the default port) is already in use by another program. Stop it, or pick "
+            "another port with --port."
         )
 
 

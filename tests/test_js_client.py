@@ -21,6 +21,8 @@ import pytest
 from tests.support.apps import ROOT, fake_backed, running_app
 from tests.support.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.e2e
+
 JS_DIR = ROOT / "tests" / "js"
 SCRIPT = JS_DIR / "chat.mjs"
 SNIPPET = JS_DIR / "README-snippet.md"

@@ -21,6 +21,8 @@ import pytest
 from tests.support.apps import app_env, spawn, stop_process
 from tests.support.fake_openai import FakeOpenAI, free_port
 
+pytestmark = pytest.mark.e2e
+
 AUTH = "admin:correct-horse-battery"
 LAUNCH_PATHS = {
     "python app.py": lambda port: [sys.executable, "app.py", "--port", str(port)],

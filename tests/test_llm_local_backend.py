@@ -35,6 +35,8 @@ from services.redact import Scrubber
 from tests.support.fake_openai import free_port
 from tests.support.tiny_model import build_tiny_model
 
+pytestmark = pytest.mark.e2e
+
 GREEDY = GenerationParams(temperature=0, max_tokens=20)
 LONG = GenerationParams(temperature=0, max_tokens=4000)  # many seconds of work on the slow model if not stopped
 THREAD_NAMES = {"local-generate", "local-stream"}

@@ -39,6 +39,8 @@ from services.llm.openai_backend import (
 from services.redact import Scrubber
 from tests.support.fake_openai import MODEL, FakeOpenAI, Fault, free_port
 
+pytestmark = pytest.mark.unit
+
 # Neither secret is shaped like a credential (no sk-/hf_ prefix, under 32 characters), so only the backend's
 # Scrubber (the owner's key) and the request's secret scope (the visitor's token) can mask them. Their base64
 # holds a "+", so the URL-safe alphabet spells it differently. No form of either begins with a character that

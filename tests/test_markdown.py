@@ -9,6 +9,8 @@ from markdown_it import MarkdownIt
 
 from services.markdown import safe_markdown
 
+pytestmark = pytest.mark.unit
+
 # A CommonMark renderer, to check what a browser would be given for the Markdown that comes out.
 RENDER = MarkdownIt("commonmark").render
 

@@ -24,6 +24,8 @@ from mcp.types import CallToolResult, TextContent, Tool
 from tests.support.apps import RunningApp, fake_backed, running_app
 from tests.support.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.e2e
+
 T = TypeVar("T")
 
 TRANSPORTS = ("streamable-http", "sse")

@@ -6,6 +6,8 @@ import pytest
 
 from services.network import client_address
 
+pytestmark = pytest.mark.unit
+
 
 class TestTrustedProxies:
     CASES = (

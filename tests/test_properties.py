@@ -23,6 +23,8 @@ from services.reasoning import ThinkSplitter
 from services.redact import Scrubber
 from services.text import clean
 
+pytestmark = pytest.mark.unit
+
 LIMIT = 10_000
 SETTINGS = Settings()
 text = st.text(max_size=300)

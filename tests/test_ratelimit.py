@@ -8,6 +8,8 @@ from services.config import Settings
 from services.errors import RateLimitedError
 from services.ratelimit import ChatRateLimits, RateLimiter
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     """A monotonic clock that only moves when told to."""

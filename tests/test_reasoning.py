@@ -8,6 +8,8 @@ import pytest
 
 from services.reasoning import ThinkSplitter
 
+pytestmark = pytest.mark.unit
+
 
 def split(pieces: Iterable[str]) -> tuple[str, str]:
     """The whole (answer, thinking) of a reply fed in these pieces, flush included."""

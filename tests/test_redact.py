@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from services.redact import MASK, MIN_SECRET_LENGTH, Scrubber, install_log_redaction, shorten
 
+pytestmark = pytest.mark.unit
+
 SECRET = "hunter2-Xyzzy"  # not credential-shaped: only the known-secret rules can mask it
 
 

@@ -13,6 +13,8 @@ import pytest
 from tests.support.apps import start_app, stop_app
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault
 
+pytestmark = pytest.mark.e2e
+
 FAULTS = (
     Fault(status=500),
     Fault(status=429),

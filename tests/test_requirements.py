@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 from tests.support.apps import ROOT
+
+pytestmark = pytest.mark.unit
 
 # The PyTorch versions ZeroGPU supports, as Hugging Face's hub-docs list them (spaces-zerogpu.md, August 2026),
 # and the Python versions it runs. A requirement that admits no listed torch fails the Space's build with

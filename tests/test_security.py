@@ -15,6 +15,8 @@ from tests.support.apps import start_app, stop_app
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault
 from tests.support.recording_proxy import RecordingProxy
 
+pytestmark = pytest.mark.e2e
+
 OPENAI_KEY = "sk-canary-0penai-7f3a9c"
 HF_TOKEN = "hf_canaryToken8d2e1b"
 PASSWORD = "pw-canary-4c6d"

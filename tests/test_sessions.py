@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.conversation import Turn
 from services.sessions import SessionStore
+
+pytestmark = pytest.mark.unit
 
 
 class Clock:

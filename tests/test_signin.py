@@ -10,6 +10,8 @@ from services.config import Settings
 from services.errors import ConfigError
 from services.signin import MIN_SECRET_CHARS, SignInDecision, decide_sign_in
 
+pytestmark = pytest.mark.unit
+
 LONG_SECRET = "s" * MIN_SECRET_CHARS
 NO_HOOK = "add `hf_oauth: true` to the Space's README front-matter, then restart it."
 SHORT_SECRET = (

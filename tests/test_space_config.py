@@ -44,6 +44,7 @@ def set_key(space: Path, key: str, raw: str | None) -> None:
     readme.write_text("\n".join([lines[0], *kept, *lines[end:]]), encoding="utf-8")
 
 
+@pytest.mark.e2e
 class TestRealReadme:
     def test_has_no_violation(self):
         """The README.md the Space is deployed with passes every check."""
@@ -97,6 +98,7 @@ NOT_VALID_VALUES = (
 )
 
 
+@pytest.mark.unit
 class TestBrokenVariants:
     @pytest.mark.parametrize(("key", "raw"), NOT_VALID_VALUES)
     def test_one_line_naming_the_key(self, space, key, raw):
@@ -166,6 +168,7 @@ VALID_VALUES = (
 )
 
 
+@pytest.mark.unit
 class TestValidVariants:
     @pytest.mark.parametrize(("key", "raw"), VALID_VALUES)
     def test_accepted(self, space, key, raw):
@@ -174,6 +177,7 @@ class TestValidVariants:
         assert check_readme(space / "README.md") == []
 
 
+@pytest.mark.unit
 class TestParsing:
     def test_no_front_matter(self, space):
         """A README without the leading --- block is one line, not a traceback."""
@@ -213,6 +217,7 @@ class TestParsing:
         assert parse_front_matter("\ufeff---\r\nsdk: gradio\r\n---\r\n# x\r\n") == {"sdk": "gradio"}
 
 
+@pytest.mark.unit
 class TestGradioPin:
     @pytest.mark.parametrize(
         ("requirements", "pin"),

@@ -7,6 +7,8 @@ import pytest
 from services import tools
 from services.errors import ValidationError
 
+pytestmark = pytest.mark.unit
+
 LIMIT = 1000
 
 

@@ -10,16 +10,22 @@ import gradio as gr
 import gradio.state_holder
 import pytest
 
+from tests.support.blocks import built
 from ui import gradio_patches
 from ui.gradio_patches import SessionStateWithoutDeepLinks, UnkeptConfigs, called_through_mcp, keep_out_of_mcp
 
+pytestmark = pytest.mark.unit
+
 
 def small_blocks() -> gr.Blocks:
-    with gr.Blocks() as demo:
-        text = gr.Textbox("start")
-        out = gr.Textbox()
-        gr.Button().click(lambda value: value, text, out)
-    return demo
+    def build() -> gr.Blocks:
+        with gr.Blocks() as demo:
+            text = gr.Textbox("start")
+            out = gr.Textbox()
+            gr.Button().click(lambda value: value, text, out)
+        return demo
+
+    return built(build)
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ def pin(requirements: str, package: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.e2e
 class TestSchema:
     def test_workflows_are_valid(self):
         """Both workflows pass GitHub's workflow schema."""
@@ -94,6 +95,7 @@ jobs:
 """
 
 
+@pytest.mark.unit
 class TestCI:
     def test_runs_on_push_and_pull_request(self):
         """CI runs on every push and pull request, and can be called by deploy.yml."""
@@ -109,6 +111,7 @@ class TestCI:
         assert "bash .ci/run" in [step.get("run") for step in steps(load(CI))]
 
 
+@pytest.mark.unit
 class TestDeploy:
     def test_triggers(self):
         """Push to main and manual dispatch, nothing else."""
@@ -204,6 +207,7 @@ class TestDeploy:
         return step
 
 
+@pytest.mark.unit
 class TestActions:
     @pytest.mark.parametrize("path", [CI, DEPLOY], ids=["ci", "deploy"])
     def test_actions_are_pinned(self, path):

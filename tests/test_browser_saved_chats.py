@@ -16,6 +16,8 @@ from tests.support.apps import RunningApp, fake_backed, running_app, start_app, 
 from tests.support.browser import chromium
 from tests.support.fake_openai import FakeOpenAI, free_port
 
+pytestmark = pytest.mark.browser
+
 MESSAGE_BOX = "#message textarea"
 PREFIX = "space-chat:v1:"
 WAIT = 15_000  # ms: two shared cores run the app, the fake server and Chromium together
@@ -203,7 +205,7 @@ class TestKeptAcrossReloadsAndRestarts:
             expect_shown(page, ["kept over a restart"])
             expect(past_chats(page)).to_have_text(["kept over a restart"], timeout=WAIT)
             expect(page.locator("#past-chats input:checked")).to_have_value(conversation_id, timeout=WAIT)
-            expect(page.locator("#history-notice")).to_have_text("", timeout=WAIT)
+            expect(page.locator("#saved-notice")).to_have_text("", timeout=WAIT)
             assert list(records(page)) == [conversation_id]
         finally:
             stop_app(running)
@@ -221,7 +223,7 @@ class TestKeptAcrossReloadsAndRestarts:
         running = start_app(tmp_path, port=port, **chat_env(fake_openai, HISTORY_SECRET="a-new-secret-after-restart"))
         try:
             reload(page)
-            expect(page.locator("#history-notice")).to_have_text(NOT_VERIFIED, timeout=WAIT)
+            expect(page.locator("#saved-notice")).to_have_text(NOT_VERIFIED, timeout=WAIT)
             expect(page.locator('[data-testid="user"]')).to_have_count(0, timeout=WAIT)
             expect(page.locator('[data-testid="bot"]')).to_have_count(0, timeout=WAIT)
             expect(past_chats(page)).to_have_count(0, timeout=WAIT)
@@ -264,7 +266,7 @@ class TestTabs:
         assert stored[right_id]["turns"] == turns_for(["right tab message one", "right tab message two"])
         # A new tab opens on a new chat, not on either of the other tabs' chats.
         expect(third.locator('[data-testid="user"]')).to_have_count(0, timeout=WAIT)
-        expect(third.locator("#history-notice")).to_have_text("", timeout=WAIT)
+        expect(third.locator("#saved-notice")).to_have_text("", timeout=WAIT)
 
 
 class TestSidebar:
@@ -338,7 +340,7 @@ class TestExportImport:
             fresh = open_tab(other, app.url)
             expect(past_chats(fresh)).to_have_count(0, timeout=WAIT)
             assert records(fresh) == {}
-            fresh.locator('#history input[type="file"]').set_input_files(str(exported_path))
+            fresh.locator('#saved-chats input[type="file"]').set_input_files(str(exported_path))
             expect_shown(fresh, users)
             expect(past_chats(fresh)).to_have_text([users[0]], timeout=WAIT)
             imported_id, record = wait_for_saved(fresh, users)
@@ -374,7 +376,7 @@ class TestTampering:
         assert records(page)[conversation_id]["turns"][1]["text"] == "WORDS PUT IN THE ASSISTANT'S MOUTH"
 
         reload(page)
-        expect(page.locator("#history-notice")).to_have_text(TAMPERED, timeout=WAIT)
+        expect(page.locator("#saved-notice")).to_have_text(TAMPERED, timeout=WAIT)
         expect(page.locator('[data-testid="user"]')).to_have_count(0, timeout=WAIT)
         expect(page.locator('[data-testid="bot"]')).to_have_count(0, timeout=WAIT)
         assert "PUT IN THE ASSISTANT" not in page.content()
@@ -400,12 +402,12 @@ class TestQuota:
             assert record["meta"]["chars"] == 990
             ids.append(conversation_id)
             if number <= 10:
-                expect(page.locator("#history-notice")).to_have_text("", timeout=WAIT)
+                expect(page.locator("#saved-notice")).to_have_text("", timeout=WAIT)
                 assert len(records(page)) == number
 
         notice = f"To stay within your browser's storage, 1 oldest saved chat(s) were removed: “{title_of(texts[0])}”."
-        expect(page.locator("#history-notice")).to_have_text(notice, timeout=WAIT)
-        expect(page.locator("#history-notice")).to_be_visible(timeout=WAIT)
+        expect(page.locator("#saved-notice")).to_have_text(notice, timeout=WAIT)
+        expect(page.locator("#saved-notice")).to_be_visible(timeout=WAIT)
         stored = wait_for_record_count(page, 10)
         assert set(stored) == set(ids[1:])
         assert sum(record["meta"]["chars"] for record in stored.values()) == 9900
@@ -423,15 +425,15 @@ class TestQuota:
         first, second = "Long chat A " + "y" * 288, "Long chat B " + "z" * 288  # 300 characters, echoes 310
         chat(page, first, 1)
         wait_for_saved(page, [first])
-        expect(page.locator("#history-notice")).to_have_text("", timeout=WAIT)
+        expect(page.locator("#saved-notice")).to_have_text("", timeout=WAIT)
         chat(page, second)  # how many messages the tab then shows is the session's bound, not checked here
         conversation_id, record = wait_for_saved(page, [second])
         assert record["meta"]["chars"] == 610
         notice = (
             "Only the latest 2 of this chat's 4 messages are kept (HISTORY_CONVERSATION_CHARS is 1,000 characters)."
         )
-        expect(page.locator("#history-notice")).to_have_text(notice, timeout=WAIT)
-        expect(page.locator("#history-notice")).to_be_visible(timeout=WAIT)
+        expect(page.locator("#saved-notice")).to_have_text(notice, timeout=WAIT)
+        expect(page.locator("#saved-notice")).to_be_visible(timeout=WAIT)
 
         reload(page)
         expect_shown(page, [second])
