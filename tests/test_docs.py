@@ -41,18 +41,21 @@ class TestConfiguration:
 
 
 class TestQuickstart:
-    def test_the_cpu_build_comes_first(self):
-        """A newcomer without a GPU installs the CPU build of torch before the requirements (which would pull
-        PyPI's CUDA build), at the version CI tests."""
-        run, _ = quickstart_commands()
-        first, second = run.splitlines()
-        assert first.startswith("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
-        assert second == "pip install -r requirements.txt && python app.py"
+    def test_a_virtual_environment_then_the_cpu_build_first(self):
+        """A newcomer on Debian makes a virtual environment (its pip refuses a system install), then installs the
+        CPU build of torch before the requirements (which would pull PyPI's CUDA build), at the version CI tests,
+        failing fast where PyTorch's index cannot be reached."""
+        run, _, _ = quickstart_commands()
+        venv, torch, serve = run.splitlines()
+        assert venv == "python3 -m venv .venv && . .venv/bin/activate"
+        assert torch.startswith("pip install --retries 1 --timeout 30 torch==2.13.0 --index-url ")
+        assert torch.endswith("https://download.pytorch.org/whl/cpu")
+        assert serve == "pip install -r requirements.txt && python app.py"
         assert '"torch==2.13.0"' in (ROOT / ".ci" / "run").read_text()
 
     def test_ci_runs_the_readme_test_command(self):
         """.ci/run ends with exactly the test command README.md gives."""
-        _, test = quickstart_commands()
+        _, _, test = quickstart_commands()
         assert test.startswith("pip install -r requirements-dev.txt && ")
         lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
         assert lines[-1] == test

@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.support.apps import ROOT, app_env, start_app, stop_app
+from tests.support.apps import ROOT, app_env, spawn, start_app, stop_app, stop_process
 from tests.support.fake_openai import FakeOpenAI, free_port
 
 pytestmark = pytest.mark.e2e
@@ -134,3 +134,31 @@ class TestLifecycle:
         stop_app(app)
         assert "HISTORY_SECRET is not set" in app.log()
         assert "will not survive a restart" in app.log()
+
+
+class TestTryThePage:
+    def test_the_readme_line_chats_with_no_server_no_key_and_no_hub(self, tmp_path: Path):
+        """README's line to try the page, run as printed (on free ports): the stand-in model server and the app
+        start together, and a chat streams back, with the Hub out of reach."""
+        readme = (ROOT / "README.md").read_text()
+        line = next(line for line in readme.splitlines() if line.startswith("python -m tests.support.fake_openai"))
+        model_port, app_port = free_port(), free_port()
+        command = line.replace("8001", str(model_port)).replace("python app.py", f"python app.py --port {app_port}")
+        log = (tmp_path / "try.log").open("wb")
+        env = app_env(HF_HUB_OFFLINE="1", PATH=f"{Path(sys.executable).parent}:{app_env().get('PATH', '')}")
+        process = spawn(["bash", "-c", command], env=env, log=log)
+        try:
+            url = f"http://127.0.0.1:{app_port}/"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(url + "gradio_api/info", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.2)
+            client = Client(url, verbose=False)
+            job = client.submit("Hello there", api_name="/chat")
+            assert job.result(timeout=30) == "You said: Hello there"
+            assert len(job.outputs()) > 1  # it streamed
+        finally:
+            stop_process(process)
+            log.close()
