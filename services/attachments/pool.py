@@ -132,7 +132,7 @@ class AttachmentReader:
             except queue.Empty:
                 break
             if worker is not None:
-                worker.stop()
+                worker.kill()
 
     # In the reader's threads.
 
@@ -180,7 +180,7 @@ class AttachmentReader:
 
     def _give_back(self, worker: _Worker | None) -> None:
         if self._closed and worker is not None:
-            worker.stop()
+            worker.kill()
             return
         self._idle.put(worker)
 
@@ -241,18 +241,11 @@ class _Worker:
         return b"".join(chunks)
 
     def kill(self) -> None:
+        """Killed at once: an idle worker holds nothing, and a busy one is past its deadline."""
         with contextlib.suppress(OSError):
             self._process.kill()
         self._process.wait()
         self._close_pipes()
-
-    def stop(self) -> None:
-        """Close its stdin, which ends it; killed if it does not end within a second."""
-        self._close_pipes()
-        try:
-            self._process.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
     def _close_pipes(self) -> None:
         for pipe in (self._process.stdin, self._process.stdout):

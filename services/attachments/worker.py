@@ -10,6 +10,7 @@ and ends when its stdin closes (the app stopped or replaced it, or died).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,9 +41,11 @@ def main() -> None:
     frames = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     _confine()
-    _send(frames, {"ready": True})
-    while (request := _receive(sys.stdin.buffer)) is not None:
-        _send(frames, handle(request))
+    # A closed pipe means the app stopped or replaced this worker: it ends quietly.
+    with contextlib.suppress(BrokenPipeError):
+        _send(frames, {"ready": True})
+        while (request := _receive(sys.stdin.buffer)) is not None:
+            _send(frames, handle(request))
 
 
 def handle(request: Any) -> dict[str, Any]:
