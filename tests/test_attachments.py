@@ -244,6 +244,16 @@ class TestImages:
         assert part.media_type == "image/png"
         assert decoded(part.data_url).convert("RGB").getpixel((30, 20)) == (255, 0, 0)
 
+    def test_an_mpo_gives_its_first_picture(self, attach):
+        """A phone's multi-picture JPEG (MPO: a photo and its depth map or preview) arrives as its first picture."""
+        first, second = Image.new("RGB", (80, 60), (250, 0, 0)), Image.new("RGB", (80, 60), (0, 0, 250))
+        data = encoded(first, "MPO", save_all=True, append_images=[second], exif=files.gps_exif().tobytes())
+        part = attach(data, "IMG_0002.JPG")
+        red, _, blue = decoded(part.data_url).convert("RGB").getpixel((40, 30))
+        assert red > 200
+        assert blue < 60
+        assert files.SERIAL.encode() not in raw(part.data_url)
+
     def test_webp_is_accepted(self, attach):
         """A WebP photo arrives as a JPEG."""
         source = files.noisy(300, 200, noise=3)
@@ -658,3 +668,4 @@ class TestFormat:
             {"type": "text", "text": '<file name="a.txt">\nalpha\n</file>\n\nhi'},
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
         ]
+        assert message_content("", [image]) == [image_content_part(image)]

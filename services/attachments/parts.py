@@ -150,13 +150,15 @@ def document_chars(documents: Sequence[DocumentPart]) -> int:
 
 def message_content(text: str, attachments: Sequence[Attachment]) -> str | list[dict[str, Any]]:
     """A user message's content for an OpenAI-compatible server: the documents' blocks, a blank line and the text;
-    with images, a list of parts: that text first, then one `image_url` part per image."""
+    with images, a list of parts: that text first (when there is any), then one `image_url` part per image."""
     documents = [part for part in attachments if isinstance(part, DocumentPart)]
     images = [part for part in attachments if isinstance(part, ImagePart)]
     body = f"{format_documents(documents)}\n\n{text}" if documents else text
     if not images:
         return body
-    return [{"type": "text", "text": body}, *(image_content_part(image) for image in images)]
+    # No empty text part: some servers refuse one.
+    text_part = [{"type": "text", "text": body}] if body else []
+    return [*text_part, *(image_content_part(image) for image in images)]
 
 
 def _attribute(value: str) -> str:

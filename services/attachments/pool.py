@@ -179,10 +179,13 @@ class AttachmentReader:
             return None
 
     def _give_back(self, worker: _Worker | None) -> None:
-        if self._closed and worker is not None:
+        # Under the lock that `close` takes to mark the reader closed: no worker is put back after it drains.
+        with self._lock:
+            if not self._closed:
+                self._idle.put(worker)
+                return
+        if worker is not None:
             worker.kill()
-            return
-        self._idle.put(worker)
 
 
 class _Worker:
