@@ -15,6 +15,8 @@ PDF: 100 pages of about 3,000 characters each, Helvetica.
 - module off the loop:      `AttachmentReader.read`, the same limits;
 - off the loop, defaults:   `AttachmentReader.read` under the default limits (MAX_DOCUMENT_CHARS stops it early).
 
+A 5-byte text file, in-process and off the loop: the fixed cost of going through a worker.
+
 Printed per path: median and best ms, and the ratio to the first path of its group (the median over rounds of the
 per-round ratio). Then the targets (a photo adds at most 150 ms before the request leaves; a 100-page PDF is read
 in under 2 s, off the loop), the largest gap of a coroutine ticking every 10 ms while the off-loop paths ran, and
@@ -47,7 +49,7 @@ from services.attachments import AttachmentReader, DocumentPart, ImagePart, Limi
 from services.config import Settings  # noqa: E402
 from tests.support import files  # noqa: E402
 
-PHOTO, PDF = "photo", "pdf"
+PHOTO, PDF, TINY = "photo", "pdf", "tiny"
 RAW_PHOTO, RAW_PDF, OFF_LOOP = "Pillow open+resize+save", "pypdf extract", "module off the loop"
 TARGET_PHOTO_MS = 150.0
 TARGET_PDF_MS = 2000.0
@@ -99,36 +101,37 @@ def _pypdf_extract(data: bytes) -> None:
         page.extract_text()
 
 
-async def _largest_gap(work: Awaitable[object]) -> float:
-    """Await `work` while a coroutine sleeps 10 ms at a time; how late it woke at worst: the event loop's pace."""
+async def _timed(work: Awaitable[object]) -> tuple[float, float]:
+    """Seconds `work` took, and the largest gap of a coroutine sleeping 10 ms at a time meanwhile: how late the
+    event loop got to it."""
     largest = 0.0
-    done = False
 
     async def tick() -> None:
         nonlocal largest
         last = time.perf_counter()
-        while not done:
+        while True:
             await asyncio.sleep(0.01)
             now = time.perf_counter()
             largest = max(largest, now - last)
             last = now
 
     ticker = asyncio.ensure_future(tick())
+    begun = time.perf_counter()
     try:
         await work
+        return time.perf_counter() - begun, largest
     finally:
-        done = True
-        await ticker
-    return largest
+        ticker.cancel()
 
 
 async def _bench(args: argparse.Namespace, folder: Path) -> int:
     started = time.perf_counter()
     photo = files.photo(4000, 3000, exif=files.gps_exif())
     pdf = files.text_pdf(_pages(args.pages))
-    photo_path, pdf_path = folder / "photo.jpg", folder / "report.pdf"
+    photo_path, pdf_path, tiny_path = folder / "photo.jpg", folder / "report.pdf", folder / "hello.txt"
     photo_path.write_bytes(photo)
     pdf_path.write_bytes(pdf)
+    tiny_path.write_bytes(b"hello")
     print(
         f"photo: 4000 x 3000 JPEG, {len(photo) / 1_048_576:.2f} MB with EXIF and GPS; PDF: {args.pages} pages, "
         f"{len(pdf) / 1024:.0f} KB; built in {time.perf_counter() - started:.1f} s",
@@ -152,11 +155,13 @@ async def _bench(args: argparse.Namespace, folder: Path) -> int:
         (PHOTO, "module in-process"): lambda: read_attachment(photo_path, name="photo.jpg", limits=whole),
         (PDF, RAW_PDF): lambda: _pypdf_extract(pdf),
         (PDF, "module in-process"): lambda: read_attachment(pdf_path, name="report.pdf", limits=whole),
+        (TINY, "module in-process"): lambda: read_attachment(tiny_path, name="hello.txt", limits=whole),
     }
     off: dict[tuple[str, str], Callable[[], Awaitable[None]]] = {
         (PHOTO, OFF_LOOP): lambda: off_loop(reader, photo_path),
         (PDF, OFF_LOOP): lambda: off_loop(reader, pdf_path),
         (PDF, "off the loop, defaults"): lambda: off_loop(defaults, pdf_path),
+        (TINY, OFF_LOOP): lambda: off_loop(reader, tiny_path),
     }
     keys = [*in_process, *off]
     times: dict[tuple[str, str], list[float]] = {key: [] for key in keys}
@@ -171,12 +176,14 @@ async def _bench(args: argparse.Namespace, folder: Path) -> int:
         for round_number in range(args.rounds):
             shift = round_number % len(keys)
             for key in keys[shift:] + keys[:shift]:
-                begun = time.perf_counter()
                 if key in off:
-                    largest_gap = max(largest_gap, await _largest_gap(off[key]()))
+                    took, gap = await _timed(off[key]())
+                    largest_gap = max(largest_gap, gap)
                 else:
+                    begun = time.perf_counter()
                     in_process[key]()
-                times[key].append(time.perf_counter() - begun)
+                    took = time.perf_counter() - begun
+                times[key].append(took)
             print(f"round {round_number + 1}/{args.rounds}", file=sys.stderr)
     finally:
         reader.close()
@@ -206,6 +213,9 @@ async def _bench(args: argparse.Namespace, folder: Path) -> int:
         f"PDF -> text ({pdf_part.pages_read} pages, {len(pdf_part.text):,} characters; under the default limits "
         f"{short.pages_read} pages, {len(short.text):,} characters)",
         RAW_PDF,
+    )
+    report(
+        TINY, "A 5-byte text file: the fixed cost of a worker (a thread's wait, the pipe, JSON)", "module in-process"
     )
     photo_ms = statistics.median(times[PHOTO, OFF_LOOP]) * 1000
     pdf_ms = statistics.median(times[PDF, OFF_LOOP]) * 1000
