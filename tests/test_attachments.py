@@ -571,6 +571,8 @@ class TestNames:
             ("  spaced   out  .txt ", "spaced out .txt"),
             ("Übersicht \u2013 März.pdf", "Übersicht _ März.pdf"),
             ("日本語のファイル.txt", "日本語のファイル.txt"),
+            ("[click](javascript:alert(1)).png", "_click_(javascript_alert(1)).png"),
+            ("report (1).pdf", "report (1).pdf"),
             ("", "attachment"),
             ("..", "attachment"),
             ("/", "attachment"),
@@ -593,7 +595,7 @@ class TestNames:
         """Whatever a client sends: short, nothing that ends a quoted attribute or starts markup, idempotent."""
         shown = display_name(name)
         assert 0 < len(shown) <= 80
-        assert not set(shown) & set('"<>&/\\\n\r\t')
+        assert not set(shown) & set('"<>&/\\\n\r\t[]:`')
         assert display_name(shown) == shown
 
     def test_a_megabyte_name_is_quick(self):

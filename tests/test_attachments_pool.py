@@ -190,6 +190,8 @@ class TestWorkers:
         reader.close()
         assert all(process.poll() is not None for process in processes)
         reader.close()
+        with pytest.raises(AttachmentError, match=r"^The Space is stopping"):
+            asyncio.run(reader.read([upload(b"late", "late.txt")]))
 
     def test_a_worker_that_dies_is_replaced(self, upload):
         """A worker killed from outside (as the kernel would on memory) costs that file only."""

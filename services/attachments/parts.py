@@ -28,8 +28,9 @@ __all__ = [
 
 MAX_NAME_CHARS = 80
 # Punctuation a file name keeps as it is; any other symbol becomes "_". None of these can end the quoted name in
-# `<file name="...">` or start markup, and none is a path separator.
-_NAME_PUNCTUATION = frozenset(" ._-()[]+,#@!~'")
+# `<file name="...">`, start HTML, or make a Markdown link or image (no brackets, no colon), and none is a path
+# separator.
+_NAME_PUNCTUATION = frozenset(" ._-()+,#@!~'")
 
 
 @dataclass(frozen=True)

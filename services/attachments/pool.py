@@ -83,8 +83,12 @@ class AttachmentReader:
         atexit.register(self.close)
 
     def start(self) -> None:
-        """Start every worker now, so that the first file does not wait for one to import Pillow and pypdf."""
-        slots = [self._idle.get() for _ in range(self._size)]
+        """Start the idle slots' workers now (each imports Pillow and pypdf in a fraction of a second, in its own
+        process), so that the first file does not wait for that. A few ms here: call it at start-up."""
+        slots: list[_Worker | None] = []
+        with contextlib.suppress(queue.Empty):
+            while len(slots) < self._size:
+                slots.append(self._idle.get_nowait())
         for slot in slots:
             self._give_back(slot or self._spawn())
 
@@ -114,6 +118,8 @@ class AttachmentReader:
     async def read_one(self, path: str | os.PathLike[str], *, name: str) -> Attachment:
         """One file, read in a worker process within ATTACHMENT_TIMEOUT seconds (a wait for a free worker not
         counted: every file ahead is itself bounded). Raises `AttachmentError` with a sentence."""
+        if self._closed:
+            raise AttachmentError("", "The Space is stopping: attach the file again in a moment.")
         request = {"path": os.path.abspath(path), "name": name, "limits": dataclasses.asdict(self._limits)}
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._run, request, display_name(name))
