@@ -365,6 +365,7 @@ class TestText:
             ("main.py", b"def f():\n    return 1\n"),
             ("Makefile", b"all:\n\techo hi\n"),
             ("page.html", b"<html><body>hello</body></html>"),
+            ("pdf-notes.md", b"The header is `%PDF-1.7`, then objects."),
         ],
     )
     def test_text_of_every_kind(self, attach, name, data):
@@ -513,6 +514,10 @@ class TestPdf:
         with pytest.raises(AttachmentError, match=r"^a\.pdf (has no text in it|is too complex)"):
             attach(files.raw_pdf(objects), "a.pdf")
         assert time.perf_counter() - started < 2.0
+
+    def test_a_header_after_junk(self, attach):
+        """Up to a KB of junk before the header is accepted, as PDF readers accept it."""
+        assert attach(b"junk from a mailer\n" + files.text_pdf(["Late header."]), "a.pdf").text == "Late header."
 
     def test_not_a_pdf_named_pdf(self, attach):
         """A text file named .pdf is refused, not read as text."""

@@ -22,6 +22,7 @@ __all__ = ["is_pdf", "read_pdf", "read_text"]
 
 # The PDF header may follow up to 1 KB of junk, and readers (pypdf among them) accept that.
 _PDF_HEAD = 1024
+_PDF_HEADER = re.compile(rb"(?:\A|[\r\n])%PDF-")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _SPACES = re.compile(r"[ \t\f\v]{2,}")
 # Page attributes a page takes from the /Pages nodes above it when it has none of its own.
@@ -30,7 +31,8 @@ _MAX_TREE_DEPTH = 100
 
 
 def is_pdf(head: bytes) -> bool:
-    return b"%PDF-" in head[:_PDF_HEAD]
+    """A PDF header at the start of a line of the first KB: text that merely mentions "%PDF-" stays text."""
+    return _PDF_HEADER.search(head[:_PDF_HEAD]) is not None
 
 
 def read_text(data: bytes, *, name: str, limits: Limits) -> DocumentPart:
