@@ -93,6 +93,12 @@ class Settings:
 
     max_request_bytes: int = 1_048_576
     max_upload_bytes: int = 1_048_576
+    max_attachment_bytes: int = 10_485_760
+    max_attachments: int = 5
+    max_document_chars: int = 50_000
+    max_pdf_pages: int = 100
+    attachment_timeout: float = 15.0  # seconds one file may take to be read
+    attachment_workers: int = 2
     session_capacity: int = 1_000
     session_ttl: float = 3600.0  # seconds an idle session's server-side data is kept
 
@@ -558,6 +564,48 @@ VARIABLES: tuple[Variable, ...] = (
         "max_upload_bytes",
         _integer(1024, 1 << 30),
         "Largest file `/gradio_api/upload` accepts (Gradio's `max_file_size`).",
+        "limits",
+    ),
+    Variable(
+        "MAX_ATTACHMENT_BYTES",
+        "max_attachment_bytes",
+        _integer(1024, 1 << 30),
+        "Largest file attached to a chat message (an image or a document); bigger ones are refused unread.",
+        "limits",
+    ),
+    Variable(
+        "MAX_ATTACHMENTS",
+        "max_attachments",
+        _integer(0, 100),
+        "Files attached to one chat message (`0`: attachments off).",
+        "limits",
+    ),
+    Variable(
+        "MAX_DOCUMENT_CHARS",
+        "max_document_chars",
+        _integer(1_000, 10_000_000),
+        "Characters of one attached document the model reads; the rest is left out, with a notice.",
+        "limits",
+    ),
+    Variable(
+        "MAX_PDF_PAGES",
+        "max_pdf_pages",
+        _integer(1, 10_000),
+        "Pages of an attached PDF that are read; the rest are left out, with a notice.",
+        "limits",
+    ),
+    Variable(
+        "ATTACHMENT_TIMEOUT",
+        "attachment_timeout",
+        _number(1, 600),
+        ("Seconds one attached file may take to be read; past it the reading process is stopped and the file refused."),
+        "limits",
+    ),
+    Variable(
+        "ATTACHMENT_WORKERS",
+        "attachment_workers",
+        _integer(1, 32),
+        "Processes that read attached files, each one file at a time; other files wait for a free one.",
         "limits",
     ),
     Variable(

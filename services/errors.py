@@ -8,6 +8,7 @@ is not a `ServiceError` is a bug and reaches the user as Gradio's generic error.
 from __future__ import annotations
 
 __all__ = [
+    "AttachmentError",
     "BackendAuthError",
     "BackendError",
     "BackendNotConfiguredError",
@@ -53,6 +54,17 @@ class ValidationError(ServiceError, ValueError):
 class ConversationError(ValidationError):
     """Raised when a conversation from a client (an API history, a stored or imported chat) is not one the app
     could have produced: wrong shape, unknown fields, too many messages or characters."""
+
+
+class AttachmentError(ValidationError):
+    """Raised when an uploaded file is refused: its kind, size or content, or the time it takes to read. The
+    message is one sentence that names the file and says what to do; `name` is the file's name as shown."""
+
+    def __init__(self, name: str, message: str) -> None:
+        # The sentence names the file itself, so it goes out without ValidationError's "field: " prefix.
+        ServiceError.__init__(self, message)
+        self.field = "files"
+        self.name = name
 
 
 class StoredConversationError(ServiceError):
