@@ -597,7 +597,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "ATTACHMENT_TIMEOUT",
         "attachment_timeout",
-        _number(1, 600),
+        _number_between(1, 600),
         ("Seconds one attached file may take to be read; past it the reading process is stopped and the file refused."),
         "limits",
     ),
