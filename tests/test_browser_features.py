@@ -44,6 +44,14 @@ def send(page: Page, text: str) -> None:
     box.press("Enter")
 
 
+def set_max_tokens(page: Page, tokens: int) -> None:
+    """Type a value into the Max tokens slider's number box, and wait until the slider itself holds it: the
+    component takes a typed value through its own state, which the range input shows once it has it."""
+    page.get_by_label("number input for Max tokens").fill(str(tokens))
+    page.get_by_label("number input for Max tokens").press("Enter")
+    expect(page.get_by_label("range slider for Max tokens")).to_have_value(str(tokens))
+
+
 def wait_until_ready(page: Page) -> None:
     expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=15_000)
 
@@ -81,8 +89,7 @@ class TestReasoning:
         fake.behaviour.thinking = THOUGHTS
         page = open_page(browser, app.url)
         page.get_by_role("button", name="Parameters").click()
-        page.get_by_label("number input for Max tokens").fill("3")
-        page.get_by_label("number input for Max tokens").press("Enter")
+        set_max_tokens(page, 3)
         send(page, "think hard")
         expect(page.locator("#chatbot")).to_contain_text("spent all 3 tokens thinking", timeout=15_000)
         page.context.close()
@@ -92,8 +99,7 @@ class TestReasoning:
         fake.behaviour.tokens = 50
         page = open_page(browser, app.url)
         page.get_by_role("button", name="Parameters").click()
-        page.get_by_label("number input for Max tokens").fill("5")
-        page.get_by_label("number input for Max tokens").press("Enter")
+        set_max_tokens(page, 5)
         send(page, "long please")
         expect(page.locator("#chatbot")).to_contain_text("cut at the token limit (5 tokens)", timeout=15_000)
         expect(page.locator("[data-testid='bot']").last).to_contain_text("t0 t1 t2 t3 t4")

@@ -1,35 +1,26 @@
-"""README.md's JavaScript snippet (tests/js/chat.mjs), run with Node and the pinned @gradio/client from npm.
-
-The package comes from tests/js/package-lock.json with `npm ci`, once, when tests/js/node_modules lacks the pinned
-version: from npm's cache when it has it (`--prefer-offline`; `npm_config_cache` picks the cache, as npm reads it
-itself), else from the registry. Without Node 20+ (or without npm, when it has to install) the test fails: it
-never skips.
-"""
+"""README.md's JavaScript snippet (tests/js/chat.mjs), run with Node and the pinned @gradio/client from npm
+(installed by tests/support/node.py)."""
 
 from __future__ import annotations
 
-import fcntl
 import itertools
-import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support import node
 from tests.support.apps import ROOT, fake_backed, running_app
 from tests.support.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
 
-JS_DIR = ROOT / "tests" / "js"
+JS_DIR = node.JS_DIR
 SCRIPT = JS_DIR / "chat.mjs"
 SNIPPET = JS_DIR / "README-snippet.md"
 # The message chat.mjs sends: the fake server's reply is "You said: " and it.
 MESSAGE = "Name three primary colours, then say which one is the warmest."
-NODE_MAJOR = 20
-NPM_CI_TIMEOUT = 600
 SCRIPT_TIMEOUT = 60
 # @gradio/client 2.7.0 prints this when close() aborts its event stream before it has read the server's last
 # message (`close_stream`, sent just after the last result): harmless, and a race that a loaded machine loses now
@@ -40,46 +31,16 @@ CLOSE_RACE_TRACE = re.compile(
 )
 
 
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"`{name}` is not on PATH: tests/test_js_client.py needs Node {NODE_MAJOR}+ and npm", pytrace=False)
-    return path
-
-
 def pinned_version() -> str:
-    return json.loads((JS_DIR / "package.json").read_text())["dependencies"]["@gradio/client"]
-
-
-def installed_version() -> str | None:
-    manifest = JS_DIR / "node_modules" / "@gradio" / "client" / "package.json"
-    return json.loads(manifest.read_text())["version"] if manifest.is_file() else None
-
-
-def npm_ci(npm: str) -> None:
-    command = [npm, "ci", "--prefer-offline", "--no-audit", "--no-fund"]
-    try:
-        done = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=NPM_CI_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`npm ci` in tests/js took over {NPM_CI_TIMEOUT} s", pytrace=False)
-    assert done.returncode == 0, f"`npm ci` in tests/js failed:\n{done.stdout}\n{done.stderr}"
+    return node.pinned_version("@gradio/client")
 
 
 def node_with_client() -> str:
-    """Node, with tests/js/node_modules installed from the lockfile (`npm ci`) unless it has the pin already."""
-    node = tool("node")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    if int(version.lstrip("v").split(".")[0]) < NODE_MAJOR:
-        pytest.fail(f"Node {version} is too old: the JavaScript snippet is for Node {NODE_MAJOR}+", pytrace=False)
-    if installed_version() != pinned_version():
-        npm = tool("npm")
-        # One install at a time: pytest runs started together would each empty node_modules under the other.
-        with (JS_DIR / "package-lock.json").open() as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if installed_version() != pinned_version():
-                npm_ci(npm)
-        assert installed_version() == pinned_version()
-    return node
+    """Node, with tests/js/node_modules installed from the lockfile."""
+    try:
+        return node.node_modules()[0]
+    except node.NodeUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 def readme_js_section() -> str:

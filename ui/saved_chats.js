@@ -89,4 +89,19 @@
       setTimeout(() => URL.revokeObjectURL(link.href), 10000);
     },
   };
+
+  // On a phone the open sidebar covers the chat: there it starts closed (its toggle opens it again). The toggle
+  // answers once the page has rendered, so it is pressed then, and again until the sidebar has closed.
+  if (window.matchMedia("(max-width: 768px)").matches) {
+    let tries = 0;
+    const timer = setInterval(() => {
+      const sidebar = document.querySelector("#saved-chats");
+      const ready = sidebar && document.querySelector("#message textarea");
+      if ((ready && !sidebar.classList.contains("open")) || ++tries > 100) {
+        clearInterval(timer);
+      } else if (ready) {
+        sidebar.querySelector(".toggle-button")?.click();
+      }
+    }, 200);
+  }
 })();
