@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts.space_config import FrontMatterError, check_readme, gradio_pin, main, parse_front_matter
+from services.config import DEFAULT_GPU_LOCAL_MODEL, DEFAULT_LOCAL_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,15 +46,18 @@ def set_key(space: Path, key: str, raw: str | None) -> None:
 
 
 class TestRealReadme:
+    @pytest.mark.unit
     def test_has_no_violation(self):
         """The README.md the Space is deployed with passes every check."""
         assert check_readme(ROOT / "README.md") == []
 
+    @pytest.mark.unit
     def test_cli_exits_zero(self, capsys):
         """`python scripts/space_config.py README.md` says OK and exits 0."""
         assert main([str(ROOT / "README.md")]) == 0
         assert capsys.readouterr().out.strip().endswith("front-matter OK")
 
+    @pytest.mark.e2e
     def test_runs_as_a_script(self):
         """The file runs directly, as the docs and the deploy workflow call it."""
         result = subprocess.run(
@@ -61,6 +65,15 @@ class TestRealReadme:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout == "README.md: front-matter OK\n"
+
+    @pytest.mark.unit
+    def test_lists_and_preloads_both_default_local_models(self):
+        """The GPU default and the CPU default are in `models:` and preloaded whole, so a cold start on either
+        hardware downloads nothing."""
+        meta = parse_front_matter((ROOT / "README.md").read_text(encoding="utf-8"))
+        for model in (DEFAULT_GPU_LOCAL_MODEL, DEFAULT_LOCAL_MODEL):
+            assert model in meta["models"]
+            assert model in meta["preload_from_hub"]
 
 
 NOT_VALID_VALUES = (
@@ -97,6 +110,7 @@ NOT_VALID_VALUES = (
 )
 
 
+@pytest.mark.unit
 class TestBrokenVariants:
     @pytest.mark.parametrize(("key", "raw"), NOT_VALID_VALUES)
     def test_one_line_naming_the_key(self, space, key, raw):
@@ -166,6 +180,7 @@ VALID_VALUES = (
 )
 
 
+@pytest.mark.unit
 class TestValidVariants:
     @pytest.mark.parametrize(("key", "raw"), VALID_VALUES)
     def test_accepted(self, space, key, raw):
@@ -174,6 +189,7 @@ class TestValidVariants:
         assert check_readme(space / "README.md") == []
 
 
+@pytest.mark.unit
 class TestParsing:
     def test_no_front_matter(self, space):
         """A README without the leading --- block is one line, not a traceback."""
@@ -213,6 +229,7 @@ class TestParsing:
         assert parse_front_matter("\ufeff---\r\nsdk: gradio\r\n---\r\n# x\r\n") == {"sdk": "gradio"}
 
 
+@pytest.mark.unit
 class TestGradioPin:
     @pytest.mark.parametrize(
         ("requirements", "pin"),
