@@ -321,7 +321,7 @@ def zerogpu_child(model_dir: str, uuid: str, tokens: int) -> int:
     import torch
 
     from services.config import Settings
-    from services.llm.local_backend import LocalBackend  # imports spaces before torch initialises CUDA
+    from services.llm.local_backend import LocalBackend  # imports spaces: it patches torch before CUDA starts
 
     available = torch.cuda.is_available()
     backend = LocalBackend.from_settings(Settings(local_model=model_dir))
