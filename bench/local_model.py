@@ -20,8 +20,8 @@ Run from the repository root:
     python bench/local_model.py --hidden 512 --layers 8
     python bench/local_model.py --model HuggingFaceTB/SmolLM2-360M-Instruct --tokens 128   # if cached
 
-SmolLM2-360M-Instruct (the Space's default) is measured too, with --default-tokens, when it is in the
-Hugging Face cache; nothing is downloaded.
+The Space's default model for this machine (SmolLM2-360M-Instruct on a CPU, Qwen3-4B-Instruct-2507 on a GPU) is
+measured too, with --default-tokens, when it is in the Hugging Face cache; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -237,7 +237,9 @@ async def _measure(model: str, tokens: int, args: argparse.Namespace, *, with_ap
 
 def main() -> int:
     args = _parse_args()
-    from services.config import DEFAULT_LOCAL_MODEL
+    from services.llm.local_backend import default_model
+
+    default = default_model()
 
     if args.threads:
         import torch
@@ -261,11 +263,11 @@ def main() -> int:
                 )
             )
         results = [asyncio.run(_measure(first, args.tokens, args, with_app=not args.no_app))]
-        if first != DEFAULT_LOCAL_MODEL:
-            if _is_cached(DEFAULT_LOCAL_MODEL):
-                results.append(asyncio.run(_measure(DEFAULT_LOCAL_MODEL, args.default_tokens, args, with_app=False)))
+        if first != default:
+            if _is_cached(default):
+                results.append(asyncio.run(_measure(default, args.default_tokens, args, with_app=False)))
             else:
-                print(f"\n{DEFAULT_LOCAL_MODEL}: not in the Hugging Face cache, not measured")
+                print(f"\n{default}: not in the Hugging Face cache, not measured")
     ratio, path = min(results)
     verdict = "OK" if ratio >= args.min_ratio else "BELOW TARGET"
     print(f"\nratio {path}/direct = {ratio:.3f} (paired median; target >= {args.min_ratio:.2f}): {verdict}")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from services.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_GPU_LOCAL_MODEL",
     "DEFAULT_HF_ROUTER_MODEL",
     "DEFAULT_LOCAL_MODEL",
     "DEFAULT_OPENAI_MODEL",
@@ -43,7 +44,10 @@ AnonymousChat = Literal["owner", "local", "signin"]
 HF_ROUTER_URL = "https://router.huggingface.co/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_HF_ROUTER_MODEL = "openai/gpt-oss-20b"
+# The in-process model when LOCAL_MODEL is unset: on a CPU, one that answers at reading speed on two cores; on a
+# GPU (ZeroGPU included), one worth a visitor's GPU quota. README, "Local model", says why these two.
 DEFAULT_LOCAL_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
+DEFAULT_GPU_LOCAL_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,9 @@ class Settings:
     llm_timeout: float = 60.0  # seconds between two bytes of a reply
     llm_max_retries: int = 2
 
-    local_model: str = DEFAULT_LOCAL_MODEL
+    local_model: str | None = None  # None: DEFAULT_GPU_LOCAL_MODEL on a GPU, else DEFAULT_LOCAL_MODEL
     local_concurrency: int = 1
-    local_gpu_duration: int = 60  # seconds of ZeroGPU lease per reply
+    local_gpu_duration: int = 60  # seconds: the longest ZeroGPU lease one reply may ask for
 
     sign_in: SignIn = "auto"
     anonymous_chat: AnonymousChat = "owner"
@@ -349,6 +353,7 @@ VARIABLES: tuple[Variable, ...] = (
         _text,
         "Hub id or local path of the in-process model.",
         "backend",
+        default=f"`{DEFAULT_GPU_LOCAL_MODEL}` on a GPU (ZeroGPU included), `{DEFAULT_LOCAL_MODEL}` on a CPU",
     ),
     Variable(
         "LOCAL_CONCURRENCY",
@@ -361,7 +366,10 @@ VARIABLES: tuple[Variable, ...] = (
         "LOCAL_GPU_DURATION",
         "local_gpu_duration",
         _integer(1, 3600),
-        "Seconds of ZeroGPU lease asked for one local reply.",
+        (
+            "The longest ZeroGPU lease one local reply may ask for, in seconds; each asks for what its prompt and"
+            " `max_tokens` need at the speed measured so far (at least 10 s)."
+        ),
         "backend",
     ),
     # Sign-in

@@ -7,6 +7,8 @@ is not a `ServiceError` is a bug and reaches the user as Gradio's generic error.
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "AttachmentError",
     "BackendAuthError",
@@ -25,6 +27,8 @@ __all__ = [
     "StoredConversationError",
     "StreamInterruptedError",
     "ValidationError",
+    "ZeroGPUError",
+    "ZeroGPUReason",
 ]
 
 
@@ -121,6 +125,33 @@ class BackendUnavailableError(BackendError, ConnectionError):
 
 class BackendTimeoutError(BackendError, TimeoutError):
     """Raised when the backend does not answer within the configured timeout."""
+
+
+# What ZeroGPU refused or lost: its daily quota, its queue, a task that outran its lease or whose worker
+# failed, a lease longer than it allows at once, or its own client failing.
+ZeroGPUReason = Literal["quota", "busy", "aborted", "too_long", "failed"]
+
+
+class ZeroGPUError(BackendUnavailableError):
+    """Raised when ZeroGPU refuses a local reply or stops it midway; the message is one sentence for the visitor.
+
+    `reason` says what happened, `retry_after` the seconds until the quota comes back when ZeroGPU said so, and
+    `sign_in_helps` whether signing in to Hugging Face (or PRO) would give more quota or a better place in the
+    queue, for a page that words its own advice.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: ZeroGPUReason,
+        retry_after: float | None = None,
+        sign_in_helps: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.reason: ZeroGPUReason = reason
+        self.retry_after = retry_after
+        self.sign_in_helps = sign_in_helps
 
 
 class StreamInterruptedError(BackendError):

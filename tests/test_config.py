@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from services.config import (
+    DEFAULT_GPU_LOCAL_MODEL,
     DEFAULT_LOCAL_MODEL,
     HF_ROUTER_URL,
     VARIABLES,
@@ -63,13 +64,26 @@ class TestDefaults:
         """The defaults that other modules rely on."""
         settings = Settings()
         assert settings.llm_backend == "auto"
-        assert settings.local_model == DEFAULT_LOCAL_MODEL == "HuggingFaceTB/SmolLM2-360M-Instruct"
+        assert settings.local_model is None  # the default for the hardware: services.llm.local_backend.default_model
+        assert settings.local_gpu_duration == 60
         assert settings.hf_router_url == HF_ROUTER_URL == "https://router.huggingface.co/v1"
         assert settings.trusted_proxies == 0
         assert settings.rate_limit_session == 20
         assert settings.rate_limit_ip == 60
         assert settings.session_ttl == 3600.0
         assert settings.on_space is False
+
+    def test_local_model_default_is_documented_for_both(self):
+        """LOCAL_MODEL's row says which model each hardware gets, since the field's default (None) cannot."""
+        (row,) = [variable for variable in VARIABLES if variable.name == "LOCAL_MODEL"]
+        assert row.default == (
+            "`Qwen/Qwen3-4B-Instruct-2507` on a GPU (ZeroGPU included), `HuggingFaceTB/SmolLM2-360M-Instruct` on a CPU"
+        )
+        assert (DEFAULT_GPU_LOCAL_MODEL, DEFAULT_LOCAL_MODEL) == (
+            "Qwen/Qwen3-4B-Instruct-2507",
+            "HuggingFaceTB/SmolLM2-360M-Instruct",
+        )
+        assert load_settings({"LOCAL_MODEL": "org/model"}).local_model == "org/model"
 
     def test_blank_values_mean_unset(self):
         """A Space shows an empty variable as unset; so does the app."""

@@ -9,6 +9,7 @@ import json
 import pickle
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from services.chat import prepare_chat, stream_reply
-from services.config import Settings
+from services.config import DEFAULT_GPU_LOCAL_MODEL, DEFAULT_LOCAL_MODEL, Settings
 from services.conversation import Turn
 from services.errors import (
     BackendError,
@@ -27,12 +28,15 @@ from services.errors import (
     BackendUnavailableError,
     ConfigError,
     ValidationError,
+    ZeroGPUError,
 )
-from services.llm import create_backend
+from services.llm import create_backend, local_backend, zerogpu
 from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
-from services.llm.local_backend import LocalBackend, _as_backend_error, load_model
+from services.llm.local_backend import LocalBackend, _as_backend_error, default_model, load_model
+from services.llm.zerogpu import LeasePlanner, Timing
 from services.redact import Scrubber
 from tests.support.fake_openai import free_port
+from tests.support.fake_zerogpu import FakeZeroGPU, schedule_like_spaces, visitor_request
 from tests.support.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.e2e
@@ -144,6 +148,7 @@ def wait_for_threads(deadline: float) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.unit
 class TestLoad:
     def test_loads_once_per_model(self, tiny_dir: Path, backend: LocalBackend):
         """A second backend on the same LOCAL_MODEL reuses the loaded model instead of loading it again."""
@@ -213,6 +218,7 @@ class TestLoad:
         assert caught.value.variable == "LOCAL_MODEL"
 
 
+@pytest.mark.unit
 class TestStream:
     def test_streams_token_by_token(self, backend: LocalBackend):
         """With no batching interval, every token is its own text Delta (one word per token here), and a last
@@ -307,7 +313,14 @@ class TestStream:
     def test_what_crosses_the_zerogpu_process_boundary_pickles(self):
         """On ZeroGPU the arguments and every yielded value (errors and the finish included) are pickled between
         processes."""
-        for value in (conversation(), GREEDY, "a piece", ("finish", "length"), ("finish", "stop")):
+        for value in (
+            conversation(),
+            GREEDY,
+            "a piece",
+            Timing(12, 0.01, 20, 0.2),
+            ("finish", "length"),
+            ("finish", "stop"),
+        ):
             assert pickle.loads(pickle.dumps(value)) == value
         for error in (
             BackendRequestError("too long"),
@@ -319,14 +332,28 @@ class TestStream:
             assert str(copy) == str(error)
 
 
+@pytest.mark.unit
 class TestErrors:
-    def test_zerogpu_refusal_keeps_its_text(self):
-        """spaces.GPU raises gradio.Error (quota, no GPU); the user sees its title and message."""
+    def test_zerogpu_refusal_is_a_sentence(self):
+        """spaces.GPU raises gradio.Error (quota, no GPU); the user reads one sentence of the app's, with when the
+        quota comes back (here ZeroGPU did not say) and that signing in gives more."""
         import gradio as gr
 
         error = _as_backend_error(gr.Error("You have exceeded your GPU quota.", title="ZeroGPU quota exceeded"))
+        assert isinstance(error, ZeroGPUError)
         assert isinstance(error, BackendUnavailableError)
-        assert str(error) == "ZeroGPU quota exceeded: You have exceeded your GPU quota."
+        assert str(error) == (
+            "Your ZeroGPU quota (the GPU time Hugging Face gives each visitor) is used up: it comes back within a "
+            "day, and signing in to Hugging Face gives more (5 minutes a day instead of 2, 40 with PRO)."
+        )
+
+    def test_another_gradio_error_keeps_its_text(self):
+        """A gradio.Error that is not ZeroGPU's keeps its title and message."""
+        import gradio as gr
+
+        error = _as_backend_error(gr.Error("The disk is full.", title="Storage"))
+        assert type(error) is BackendUnavailableError
+        assert str(error) == "Storage: The disk is full."
 
     def test_out_of_memory_says_what_to_change(self):
         """CUDA out of memory becomes advice, not a traceback."""
@@ -359,6 +386,7 @@ class TestErrors:
         assert live_threads() == []
 
 
+@pytest.mark.unit
 class TestStop:
     def test_closing_mid_stream_ends_generation_within_a_second(self, slow_dir: Path):
         """aclose() (Stop pressed, tab closed, job cancelled) ends both threads within a second."""
@@ -458,6 +486,7 @@ class TestStop:
         assert live_threads() == []
 
 
+@pytest.mark.unit
 class TestFit:
     @staticmethod
     def long_conversation(pairs: int) -> list[Message]:
@@ -544,3 +573,203 @@ class TestFit:
         assert list(prepared.request.messages) == fitted
         assert backend.count_tokens(prepared.request.messages) + 50 <= backend.loaded.context_window
         assert text_of(collect(backend, prepared.request)).strip()
+
+
+@pytest.mark.unit
+class TestDefaultModel:
+    def test_a_cpu_keeps_the_small_model(self):
+        """With LOCAL_MODEL unset, a machine without a GPU (this one) gets SmolLM2-360M-Instruct."""
+        assert Settings().local_model is None
+        assert not torch.cuda.is_available()
+        assert default_model() == DEFAULT_LOCAL_MODEL == "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+    def test_a_gpu_gets_the_model_worth_the_quota(self, monkeypatch: pytest.MonkeyPatch):
+        """A CUDA device, or ZeroGPU, where `import spaces` makes torch.cuda.is_available() true at start-up."""
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert default_model() == DEFAULT_GPU_LOCAL_MODEL == "Qwen/Qwen3-4B-Instruct-2507"
+
+    def test_unset_loads_the_default(self, monkeypatch: pytest.MonkeyPatch, tiny_dir: Path, backend: LocalBackend):
+        """LOCAL_MODEL unset loads `default_model()` (stood in for here by the tiny model)."""
+        monkeypatch.setattr(local_backend, "default_model", lambda: str(tiny_dir))
+        assert LocalBackend.from_settings(Settings()).loaded is backend.loaded
+
+    def test_local_model_overrides_the_gpu_default(
+        self, monkeypatch: pytest.MonkeyPatch, tiny_dir: Path, backend: LocalBackend
+    ):
+        """On a GPU too, LOCAL_MODEL is what loads."""
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert LocalBackend.from_settings(Settings(local_model=str(tiny_dir))).loaded is backend.loaded
+
+
+def on_zerogpu(backend: LocalBackend) -> LocalBackend:
+    """`backend` with its generator behind the step spaces.GPU(duration=backend._lease_seconds) takes on ZeroGPU
+    before the worker: the lease sized from the call's arguments, asked for with the visitor's request."""
+    backend._generate_on_gpu = schedule_like_spaces(backend._generate, backend._lease_seconds)
+    return backend
+
+
+def as_visitor(backend: LocalBackend, request: ChatRequest) -> tuple[list[Delta], BackendError | None]:
+    """Stream `request` as a visitor's Gradio request would (spaces reads it from Gradio's context)."""
+    from gradio.context import LocalContext
+
+    received: list[Delta] = []
+
+    async def run() -> None:
+        LocalContext.request.set(visitor_request())  # type: ignore[arg-type]
+        async for delta in backend.stream(request):
+            received.append(delta)
+
+    try:
+        asyncio.run(run())
+    except BackendError as error:
+        return received, error
+    return received, None
+
+
+@pytest.fixture
+def fake_zerogpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZeroGPU]:
+    """spaces' ZeroGPU client pointed at a fake device API on 127.0.0.1."""
+    from spaces.config import Config
+
+    api = FakeZeroGPU()
+    monkeypatch.setattr(Config, "zero_device_api_url", api.url)
+    yield api
+    api.close()
+
+
+# spaces warns, from the driver thread, that it cannot read the GPU's model here (no driver).
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore:Error while reading infos from Nvidia driver FS")
+class TestZeroGPULease:
+    """The backend's reply through spaces' own ZeroGPU client, asking a fake device API for each lease."""
+
+    def test_a_short_reply_asks_for_a_short_lease(self, backend: LocalBackend, fake_zerogpu: FakeZeroGPU):
+        """16 tokens ask for 10 s (the floor), 200 for 18 s (5 s to start, 200 tokens at the prior 20 tokens/s,
+        25 % margin); the reply is the same as off ZeroGPU."""
+        short = on_zerogpu(LocalBackend(backend.loaded))
+        deltas, error = as_visitor(short, chat(params=GenerationParams(temperature=0, max_tokens=16)))
+        assert error is None
+        assert text_of(deltas) == direct_greedy(backend, conversation(), 16)
+        longer = on_zerogpu(LocalBackend(backend.loaded))
+        deltas, error = as_visitor(longer, chat(params=GenerationParams(temperature=0, max_tokens=200)))
+        assert error is None
+        assert fake_zerogpu.asked == [10, 18]
+        prompt = backend.count_tokens(conversation())
+        assert LeasePlanner(ceiling=60).plan(prompt_tokens=prompt, new_tokens=200).seconds == 18
+
+    def test_the_lease_learns_the_speed_of_this_process(self, backend: LocalBackend, fake_zerogpu: FakeZeroGPU):
+        """After one reply the tiny model's real speed (hundreds of tokens a second here) sizes the next lease."""
+        learning = on_zerogpu(LocalBackend(backend.loaded))
+        request = chat(params=GenerationParams(temperature=0, max_tokens=200))
+        for _ in range(2):
+            assert as_visitor(learning, request)[1] is None
+        assert fake_zerogpu.asked == [18, 10]
+        assert learning._lease.tokens_per_second > 50
+
+    def test_the_lease_stays_within_local_gpu_duration(self, backend: LocalBackend, fake_zerogpu: FakeZeroGPU):
+        """LOCAL_GPU_DURATION is the ceiling, even for the longest reply the window holds."""
+        capped = on_zerogpu(LocalBackend(backend.loaded, gpu_duration=12))
+        assert as_visitor(capped, chat(params=GenerationParams(temperature=0, max_tokens=200)))[1] is None
+        assert fake_zerogpu.asked == [12]
+
+    def test_a_quota_refusal_reaches_the_chat_as_one_sentence(self, backend: LocalBackend, fake_zerogpu: FakeZeroGPU):
+        """ZeroGPU refuses before anything is written: no text, the sentence, the threads gone, the slot free."""
+        refusing = on_zerogpu(LocalBackend(backend.loaded))
+        fake_zerogpu.quota(left=8, wait=3600)
+        deltas, error = as_visitor(refusing, chat())
+        assert deltas == []
+        assert isinstance(error, ZeroGPUError)
+        assert (error.reason, error.retry_after) == ("quota", 3600.0)
+        assert str(error) == (
+            "This reply asks for 10 s of GPU time and 8 s of your ZeroGPU quota are left: a lower max tokens asks "
+            "for less, the quota comes back in 1 h, and signing in to Hugging Face gives more (5 minutes a day "
+            "instead of 2, 40 with PRO)."
+        )
+        assert live_threads() == []
+        fake_zerogpu.grant()
+        assert as_visitor(refusing, chat())[0][-1] == Delta(finish_reason="length")
+
+
+def failing_on_gpu(backend: LocalBackend, error: Exception, *, pieces: int, pause: float = 0.0) -> LocalBackend:
+    """`backend` whose GPU task, after `pieces` text pieces (and `pause` seconds), fails with spaces' `error`, as
+    a ZeroGPU worker that dies midway (or outruns its lease) does."""
+
+    def task(messages: list[Message], params: GenerationParams) -> Iterator[object]:
+        backend._lease_seconds(messages, params)  # spaces sizes the lease first, on this thread
+        generator = backend._generate(messages, params)
+        try:
+            for _ in range(pieces):
+                yield next(generator)
+        finally:
+            generator.close()
+        time.sleep(pause)
+        raise error
+
+    backend._generate_on_gpu = task  # type: ignore[assignment]
+    return backend
+
+
+@pytest.mark.unit
+class TestZeroGPUFailures:
+    """spaces' own gradio.Error objects (zero/gradio.py `error`, as zero/wrappers.py raises them) through the
+    backend's path, off ZeroGPU."""
+
+    def test_a_task_aborted_midway_keeps_its_text(self, backend: LocalBackend):
+        """The pieces written before the abort arrive; then the sentence."""
+        from spaces.zero.gradio import error as spaces_error
+
+        aborted = spaces_error("ZeroGPU worker error", "GPU task aborted")
+        deltas, error = collect_failing(
+            failing_on_gpu(LocalBackend(backend.loaded, piece_interval=0), aborted, pieces=3), chat()
+        )
+        assert len(deltas) == 3
+        assert text_of(deltas) == direct_greedy(backend, conversation(), 3)
+        assert isinstance(error, ZeroGPUError)
+        assert error.reason == "aborted"
+        assert str(error).startswith("ZeroGPU stopped the reply before it was finished")
+        assert live_threads() == []
+
+    def test_a_task_that_ran_its_whole_capped_lease_is_told_to_be_shorter(self, backend: LocalBackend):
+        """Aborted after its whole lease, capped by LOCAL_GPU_DURATION: the reply needs less max tokens; the
+        speed estimate is left alone (the lease was short by choice, not by a wrong speed)."""
+        from spaces.zero.gradio import error as spaces_error
+
+        capped = LocalBackend(backend.loaded, gpu_duration=1)
+        aborted = spaces_error("ZeroGPU worker error", "GPU task aborted")
+        deltas, error = collect_failing(failing_on_gpu(capped, aborted, pieces=1, pause=1.0), chat())
+        assert len(deltas) == 1
+        assert str(error) == (
+            "The reply needed more than the 1 s of GPU time one reply may ask for here (LOCAL_GPU_DURATION), so "
+            "ZeroGPU stopped it: ask for a shorter reply (a lower max tokens)."
+        )
+        assert capped._lease.tokens_per_second == 20.0
+
+    def test_an_estimate_that_proved_short_asks_for_more_next_time(
+        self, backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+    ):
+        """Aborted after a whole lease the speed had promised was enough: the speed is halved for the next ones."""
+        from spaces.zero.gradio import error as spaces_error
+
+        # A 1 s lease that is not capped: no start-up allowance, no floor, a fast speed learned.
+        monkeypatch.setattr(zerogpu, "START_SECONDS", 0.0)
+        short = LocalBackend(backend.loaded)
+        short._lease = LeasePlanner(ceiling=60, floor=1)
+        short._lease.learn(Timing(12, 0.01, 1001, 2.0))
+        assert short._lease_seconds(conversation(), GREEDY) == 1
+        aborted = spaces_error("ZeroGPU worker error", "GPU task aborted")
+        _, error = collect_failing(failing_on_gpu(short, aborted, pieces=1, pause=1.0), chat())
+        assert str(error) == (
+            "The reply took longer than the 1 s of GPU time it asked for, so ZeroGPU stopped it: try again, and the "
+            "next reply asks for more."
+        )
+        assert short._lease.tokens_per_second == 250.0
+
+    def test_a_worker_exception_names_its_class(self, backend: LocalBackend):
+        """An exception in the worker reaches the main process as its class name; so it reaches the visitor."""
+        from spaces.zero.gradio import error as spaces_error
+
+        failed = spaces_error("ZeroGPU worker error", "RuntimeError")
+        deltas, error = collect_failing(failing_on_gpu(LocalBackend(backend.loaded), failed, pieces=0), chat())
+        assert deltas == []
+        assert str(error) == "The GPU worker failed (RuntimeError) before the reply was finished: try again."
+        assert live_threads() == []

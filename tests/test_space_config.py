@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts.space_config import FrontMatterError, check_readme, gradio_pin, main, parse_front_matter
+from services.config import DEFAULT_GPU_LOCAL_MODEL, DEFAULT_LOCAL_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,15 +47,18 @@ def set_key(space: Path, key: str, raw: str | None) -> None:
 
 @pytest.mark.e2e
 class TestRealReadme:
+    @pytest.mark.unit
     def test_has_no_violation(self):
         """The README.md the Space is deployed with passes every check."""
         assert check_readme(ROOT / "README.md") == []
 
+    @pytest.mark.unit
     def test_cli_exits_zero(self, capsys):
         """`python scripts/space_config.py README.md` says OK and exits 0."""
         assert main([str(ROOT / "README.md")]) == 0
         assert capsys.readouterr().out.strip().endswith("front-matter OK")
 
+    @pytest.mark.e2e
     def test_runs_as_a_script(self):
         """The file runs directly, as the docs and the deploy workflow call it."""
         result = subprocess.run(
@@ -62,6 +66,15 @@ class TestRealReadme:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout == "README.md: front-matter OK\n"
+
+    @pytest.mark.unit
+    def test_lists_and_preloads_both_default_local_models(self):
+        """The GPU default and the CPU default are in `models:` and preloaded whole, so a cold start on either
+        hardware downloads nothing."""
+        meta = parse_front_matter((ROOT / "README.md").read_text(encoding="utf-8"))
+        for model in (DEFAULT_GPU_LOCAL_MODEL, DEFAULT_LOCAL_MODEL):
+            assert model in meta["models"]
+            assert model in meta["preload_from_hub"]
 
 
 NOT_VALID_VALUES = (

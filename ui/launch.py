@@ -35,8 +35,8 @@ def _theme() -> gr.themes.Base:
         font=["ui-sans-serif", "system-ui", "sans-serif"],
         font_mono=["ui-monospace", "SFMono-Regular", "Consolas", "monospace"],
     )
-    # Soft's own text colours fall short of WCAG AA's 4.5:1 contrast (white on its primary buttons and its accent 4.46:1, its
-    # labels on their tint 3.6:1, subdued text 2.5:1): one shade darker each (tests/test_accessibility.py).
+    # Soft's own text colours fall short of WCAG AA's contrast of 4.5:1 (white on its primary buttons and accent, its
+    # labels on their tint, subdued text): one shade darker each, checked by tests/test_accessibility.py.
     return theme.set(
         color_accent="*primary_600",
         button_primary_background_fill="*primary_600",

@@ -15,6 +15,10 @@ How a reply travels, and why each hop is there:
 - One "local-stream" thread per reply drives that generator and posts each piece to the event loop with
   `call_soon_threadsafe`: one cheap callback per piece. Awaiting `asyncio.to_thread(next, ...)` per piece
   would cost an executor round trip per token, and its cancellation cannot interrupt a `next()` in flight.
+- On ZeroGPU each reply asks for the lease it needs, not a fixed one: `spaces.GPU(duration=_lease_seconds)` sizes
+  it from the prompt, max_tokens and the speed of earlier replies (services/llm/zerogpu.py). `_generate` measures
+  that speed where it runs and yields it as a `Timing` before the finish; the driver learns from it. ZeroGPU's
+  refusals (quota, no GPU free, a task aborted) reach the driver as gradio.Error and become one sentence each.
 
 Stopping (the user pressed Stop, closed the tab, or a gradio_client job was cancelled): Gradio closes the
 chat's async generator, `services.chat` closes ours (`aclosing`), and our `finally` sets a stop flag and waits
@@ -60,7 +64,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from services.config import DEFAULT_LOCAL_MODEL, Settings
+from services.config import DEFAULT_GPU_LOCAL_MODEL, DEFAULT_LOCAL_MODEL, Settings
 from services.errors import (
     BackendError,
     BackendRequestError,
@@ -69,11 +73,14 @@ from services.errors import (
     ConfigError,
     ServiceError,
     ValidationError,
+    ZeroGPUError,
 )
+from services.llm import zerogpu
 from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.llm.zerogpu import Lease, LeasePlanner, Timing
 from services.trimming import drop_oldest
 
-__all__ = ["LoadedModel", "LocalBackend", "load_model"]
+__all__ = ["LoadedModel", "LocalBackend", "default_model", "load_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +95,8 @@ _STOP_GRACE_SECONDS = 5.0
 _FALLBACK_CONTEXT = 2048
 # transformers' `model_max_length` when the tokenizer does not know it (VERY_LARGE_INTEGER).
 _UNKNOWN_LENGTH = int(1e29)
+# A GPU task ZeroGPU aborts after its reply has run for this share of the lease outran the lease.
+_OVERRUN_SHARE = 0.9
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +115,16 @@ class LoadedModel:
 # One model per LOCAL_MODEL value per process: loading takes seconds and a copy of the weights each time.
 _LOADED: dict[str, LoadedModel] = {}
 _LOAD_LOCK = threading.Lock()
+
+
+def default_model() -> str:
+    """LOCAL_MODEL's default here: a model worth the GPU where replies run on one, the small one on a CPU.
+
+    On ZeroGPU (SPACES_ZERO_GPU) this is the GPU model at start-up already, before any GPU is leased: `import
+    spaces` has replaced `torch.cuda.is_available` with `lambda: True` (spaces 0.51.3, zero/torch/patching.py
+    `patch`), and the model is loaded on "cuda" and moved onto the leased GPU in the worker.
+    """
+    return DEFAULT_GPU_LOCAL_MODEL if torch.cuda.is_available() else DEFAULT_LOCAL_MODEL
 
 
 def load_model(name: str) -> LoadedModel:
@@ -280,6 +299,9 @@ class _BatchingStreamer(TextIteratorStreamer):
         self._handed_at = -math.inf
         self._shown = False
         self.generated = 0  # tokens written after the prompt, to tell a reply cut at max_new_tokens
+        # When the first and the last new token arrived (time.monotonic), for the speed the next leases follow.
+        self.first_at: float | None = None
+        self.last_at = 0.0
 
     def put(self, value: torch.Tensor) -> None:
         if self.skip_prompt and self.next_tokens_are_prompt:
@@ -293,6 +315,8 @@ class _BatchingStreamer(TextIteratorStreamer):
         self.generated += len(tokens)
         self._waiting.extend(tokens)
         now = time.monotonic()
+        self.first_at = now if self.first_at is None else self.first_at
+        self.last_at = now
         if not self._shown or now - self._handed_at >= self._interval:
             self._hand_over()
             self._handed_at = now
@@ -309,6 +333,12 @@ class _BatchingStreamer(TextIteratorStreamer):
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
         self._shown = self._shown or bool(text)
         super().on_finalized_text(text, stream_end=stream_end)
+
+    def timing(self, *, started: float, prompt_tokens: int) -> Timing | None:
+        """How fast this reply went, `generate` having started at `started`; None when it wrote nothing."""
+        if self.first_at is None:
+            return None
+        return Timing(prompt_tokens, self.first_at - started, self.generated, self.last_at - self.first_at)
 
 
 def _sampling_arguments(params: GenerationParams) -> dict[str, Any]:
@@ -339,7 +369,8 @@ def _as_backend_error(error: Exception) -> BackendError:
     if _is_gradio_error(error):
         title = getattr(error, "title", None)
         message = str(getattr(error, "message", error))
-        return BackendUnavailableError(f"{title}: {message}" if title else message)
+        # ZeroGPU's own refusals become one sentence each; any other gradio.Error keeps its text.
+        return zerogpu.refusal(title, message) or BackendUnavailableError(f"{title}: {message}" if title else message)
     return BackendError(f"The local model failed while writing the reply ({type(error).__name__}). Try again.")
 
 
@@ -362,7 +393,7 @@ class LocalBackend:
         Args:
             loaded: the model, from `load_model`.
             concurrency: replies generated at once (LOCAL_CONCURRENCY); more wait their turn.
-            gpu_duration: seconds of ZeroGPU lease asked for per reply (LOCAL_GPU_DURATION).
+            gpu_duration: the longest ZeroGPU lease one reply may ask for, in seconds (LOCAL_GPU_DURATION).
             timeout: seconds without a new token before a reply fails (LLM_TIMEOUT).
             piece_interval: text is handed over at most once per this many seconds; 0 gives every token.
             stream_interval: seconds between two updates sent to a client (STREAM_INTERVAL_MS).
@@ -376,15 +407,17 @@ class LocalBackend:
         # Generations running at once (LOCAL_CONCURRENCY). Each one already uses every CPU core, or the GPU;
         # more at once only makes each slower. A threading semaphore, because it is taken on the driver thread.
         self._slots = threading.BoundedSemaphore(concurrency)
-        # Off ZeroGPU, spaces.GPU returns the function itself; on ZeroGPU, it asks for a lease of
-        # `gpu_duration` seconds per call and runs the generator in the leased worker.
-        self._generate_on_gpu = spaces.GPU(duration=gpu_duration)(self._generate)
+        # Off ZeroGPU, spaces.GPU returns the function itself; on ZeroGPU, each call asks for the lease
+        # `_lease_seconds` sizes (at most `gpu_duration`) and runs the generator in the leased worker.
+        self._lease = LeasePlanner(ceiling=gpu_duration)
+        self._asked = threading.local()  # the lease the reply of the driver thread asked for
+        self._generate_on_gpu = spaces.GPU(duration=self._lease_seconds)(self._generate)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
         """Load LOCAL_MODEL now (start-up), once per process; raises `ConfigError` when it cannot be used."""
         return cls(
-            load_model(settings.local_model),
+            load_model(settings.local_model or default_model()),
             concurrency=settings.local_concurrency,
             gpu_duration=settings.local_gpu_duration,
             timeout=settings.llm_timeout,
@@ -504,6 +537,34 @@ class LocalBackend:
             if driver.is_alive():
                 await asyncio.to_thread(driver.join, _STOP_GRACE_SECONDS + 1)
 
+    def _lease_seconds(self, messages: list[Message], params: GenerationParams) -> int:
+        """Seconds of ZeroGPU lease for one reply: its prompt to read and max_tokens to write, at the speed seen.
+
+        spaces calls it with exactly the arguments the wrapped function gets (spaces 0.51.3, zero/wrappers.py:
+        `static_duration(duration, *args, **kwargs)` in `gradio_handler`): `(messages, params)`, `self` being bound
+        on both. It runs on the driver thread, which keeps the lease in case ZeroGPU aborts the task.
+        """
+        try:
+            prompt = self.count_tokens(messages)
+        except BackendError:
+            prompt = 0  # `_generate` says what is wrong with the conversation, within the shortest lease
+        room = max(self.loaded.context_window - prompt, 0)
+        lease = self._lease.plan(prompt_tokens=prompt, new_tokens=min(params.max_tokens, room))
+        self._asked.lease = lease
+        return lease.seconds
+
+    def _overrun(self, error: BackendError, first_item_at: float | None) -> BackendError:
+        """An aborted GPU task whose reply had run for its whole lease outran it: say so, and ask for more next
+        time when the lease was short of what the speed promised (not when LOCAL_GPU_DURATION capped it)."""
+        lease: Lease | None = getattr(self._asked, "lease", None)
+        if not isinstance(error, ZeroGPUError) or error.reason != "aborted" or lease is None or first_item_at is None:
+            return error
+        if time.monotonic() - first_item_at < _OVERRUN_SHARE * lease.seconds:
+            return error
+        if not lease.capped:
+            self._lease.overran()
+        return zerogpu.overrun(lease)
+
     def _drive(
         self,
         messages: list[Message],
@@ -525,15 +586,21 @@ class LocalBackend:
                 return
         # Whatever happens below, the consumer gets exactly one last message: "end" or an error.
         outcome: tuple[str, object] = ("error", BackendError("The local model stopped unexpectedly. Try again."))
+        first_item_at: float | None = None  # by then, a ZeroGPU lease has begun
         try:
             generator = self._generate_on_gpu(messages, params)
             try:
                 for item in generator:
+                    if first_item_at is None:
+                        first_item_at = time.monotonic()
                     if stop.is_set():
                         break
                     if isinstance(item, BackendError):
                         outcome = ("error", item)
                         break
+                    if isinstance(item, Timing):
+                        self._lease.learn(item)
+                        continue
                     if isinstance(item, tuple):
                         outcome = ("end", item[1])  # ("finish", reason): the last item
                         break
@@ -550,20 +617,22 @@ class LocalBackend:
             outcome = ("error", e)
         except Exception as e:
             # On ZeroGPU, spaces.GPU's own refusals and failures (quota, no GPU free, worker died) arrive here.
+            error = _as_backend_error(e)
             if _is_gradio_error(e):
-                logger.warning("ZeroGPU: %s", _as_backend_error(e))
+                error = self._overrun(error, first_item_at)
+                logger.warning("ZeroGPU: %s", error)
             else:
                 logger.exception("Local generation failed")
-            outcome = ("error", _as_backend_error(e))
+            outcome = ("error", error)
         finally:
             self._slots.release()
             send(*outcome)
 
     def _generate(
         self, messages: list[Message], params: GenerationParams
-    ) -> Iterator[str | BackendError | tuple[str, str]]:
-        """Yield the reply's text pieces, "" while the model is silent, and last ("finish", reason); runs inside
-        the GPU lease.
+    ) -> Iterator[str | BackendError | Timing | tuple[str, str]]:
+        """Yield the reply's text pieces, "" while the model is silent, its `Timing`, and last ("finish", reason);
+        runs inside the GPU lease.
 
         A failure is yielded, not raised: on ZeroGPU an exception raised in the worker reaches the main process
         as its class name only (wrappers.py, `exception_result` and `error("ZeroGPU worker error",
@@ -612,6 +681,7 @@ class LocalBackend:
                 failures.append(e)
 
         thread = threading.Thread(target=run, name="local-generate", daemon=True)
+        started = time.monotonic()
         thread.start()
         last_progress = time.monotonic()
         try:
@@ -642,4 +712,6 @@ class LocalBackend:
             logger.error("Local generation failed", exc_info=failures[0])
             yield _as_backend_error(failures[0])
             return
+        if (timing := streamer.timing(started=started, prompt_tokens=len(prompt_ids))) is not None:
+            yield timing
         yield ("finish", "length" if streamer.generated >= max_new_tokens else "stop")
