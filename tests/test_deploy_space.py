@@ -244,6 +244,7 @@ def run(hub: FakeHub, root: Path, clock: FakeClock, **overrides: Any) -> str | N
     return deploy(hub, **kwargs)
 
 
+@pytest.mark.unit
 class TestFirstDeploy:
     def test_steps_in_order(self, project, clock):
         """create_repo, then upload_folder, then runtime polls until RUNNING, then the smoke test."""
@@ -307,6 +308,7 @@ class TestFirstDeploy:
         assert set(plan_files(project)) == hub.remote - {".gitattributes"}
 
 
+@pytest.mark.unit
 class TestRedeploy:
     def test_removed_file_leaves_the_space(self, project, clock):
         """A file deleted from the repo is deleted from the Space at the next deploy."""
@@ -346,6 +348,7 @@ class TestRedeploy:
         assert "README.md" in hub.remote
 
 
+@pytest.mark.unit
 class TestWait:
     @pytest.mark.parametrize("stage", ["BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"])
     def test_failed_stage_stops_with_stage_and_url(self, project, clock, stage):
@@ -420,6 +423,7 @@ class TestWait:
 
 
 class TestSmoke:
+    @pytest.mark.unit
     def test_failing_smoke_fails_the_deploy(self, project, clock, capsys):
         """A Space that does not answer /greet makes the CLI exit 1 with the reason."""
         hub = FakeHub()
@@ -429,6 +433,7 @@ class TestSmoke:
         assert code == 1
         assert "did not answer" in capsys.readouterr().err
 
+    @pytest.mark.unit
     def test_no_smoke_flag(self, project, clock):
         """--no-smoke deploys and waits without calling /greet."""
         hub, smoke = FakeHub(), FakeSmoke()
@@ -438,6 +443,7 @@ class TestSmoke:
         assert smoke.calls == []
         assert "get_space_runtime" in hub.names()
 
+    @pytest.mark.e2e
     def test_gradio_smoke_against_the_real_app(self, tmp_path):
         """The default smoke test calls the real app's /greet through gradio_client and gets the greeting."""
         from tests.support.apps import start_app, stop_app
@@ -448,6 +454,7 @@ class TestSmoke:
         finally:
             stop_app(app)
 
+    @pytest.mark.e2e
     @pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas deprecations inside gradio, not ours
     def test_gradio_smoke_wrong_answer(self):
         """An app that answers /greet with something else fails the smoke test."""
@@ -463,6 +470,7 @@ class TestSmoke:
         finally:
             demo.close()
 
+    @pytest.mark.unit
     def test_gradio_smoke_no_answer_retries_then_fails(self):
         """Nothing listening: every attempt fails, with a pause between, then SmokeTestError."""
         with socket.socket() as sock:
@@ -490,7 +498,20 @@ SPACE_ROWS = [
 
 def sample_value(variable: Variable) -> str:
     """A value the variable's own parser takes, from a few that between them suit every row."""
-    for value in ("1", "60", "1048576", "auto", "owner", "system", "true", "admin:pw", "https://api.example.com/v1"):
+    samples = (
+        "1",
+        "60",
+        "1048576",
+        "auto",
+        "owner",
+        "system",
+        "true",
+        "admin:pw",
+        "https://api.example.com/v1",
+        "{}",
+        "2000",
+    )
+    for value in samples:
         try:
             variable.parse(value)
         except ValueError:
@@ -506,6 +527,7 @@ def settings_lines(lines: list[str]) -> list[str]:
     return [line.strip() for line in lines[start:end]]
 
 
+@pytest.mark.unit
 class TestSettingsAndSecrets:
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -702,6 +724,7 @@ class TestSettingsAndSecrets:
         assert hub.secrets == {}
 
 
+@pytest.mark.unit
 class TestGuards:
     @pytest.mark.parametrize("token", [None, "", "   "])
     def test_missing_token_uploads_nothing(self, project, clock, token):
@@ -827,6 +850,7 @@ def tracked(prefix: str) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.e2e
 class TestDryRunOnTheRealTree:
     def test_lists_what_the_space_runs(self):
         """The list has app.py, every other module beside it, README.md, requirements.txt, services/ and ui/."""
