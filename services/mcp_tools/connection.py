@@ -1,0 +1,440 @@
+"""One MCP server: a session kept open by a task of its own, shared by every call, reopened when it fails.
+
+The `mcp` client's transport and session live in anyio task groups, which must be entered and left by one task:
+`Connection` runs that task. It opens the session, reads the tool list, then waits: for the refresh period, a
+server's "tools changed" notice, or a request to read again or to reconnect. Calls use the open session from
+their own tasks, concurrently. When the session ends (the server went away, answered an error status, or sent
+more than the byte cap), every call waiting on it ends at once with the reason, and the task reconnects: at once
+if the session had been working, else after a growing pause (1 s, doubling, up to a minute or the refresh period),
+or sooner when a call or `refresh()` asks. A server that restarted no longer knows the session (HTTP 404): the
+call that learns it is sent again once on a new session, since the server never ran it.
+
+Only the headers configured for this server are sent to it: its own HTTP client holds them, follows no redirect
+to another origin, and reads no proxy or credentials from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from mcp import ClientSession, McpError
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.session import RequestResponder
+from mcp.types import (
+    CallToolResult,
+    CancelledNotification,
+    CancelledNotificationParams,
+    ClientNotification,
+    ClientResult,
+    Implementation,
+    PaginatedRequestParams,
+    ServerNotification,
+    ServerRequest,
+    Tool,
+    ToolListChangedNotification,
+)
+from pydantic import ValidationError
+
+from services.mcp_tools.catalog import MAX_TOOLS_PER_SERVER, ListedTool, check_tools
+from services.redact import Scrubber, shorten
+
+__all__ = ["CONNECT_TIMEOUT", "Connection", "ServerStatus", "ServerUnavailableError", "ToolServer"]
+
+logger = logging.getLogger(__name__)
+
+# Seconds to connect, initialise and read the tool list; also the bound on one reading of the list.
+CONNECT_TIMEOUT = 10.0
+MAX_PAUSE = 60.0
+# Pages of a tool list read at most: a server that pages forever is read no further.
+MAX_PAGES = 10
+# The `mcp` client answers a request with this code when the server no longer knows the session (HTTP 404).
+SESSION_TERMINATED = 32600
+CLIENT_INFO = Implementation(name="gradio-chat-space", version="1.0")
+
+
+@dataclass(frozen=True)
+class ToolServer:
+    """An MCP server of MCP_SERVERS: its name, its URL and its own headers (both secret, kept out of `repr`)."""
+
+    name: str
+    url: str = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What the page can show of a server: whether its tools are offered, how many, and if not, why."""
+
+    name: str
+    ok: bool
+    tools: int
+    reason: str = ""
+
+
+class ServerUnavailableError(Exception):
+    """Raised when a tool's server cannot take a call now; `reason` says why, in words for a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Loss:
+    """Why a session ended, and whether the calls that were waiting on it may be sent again on the next one."""
+
+    reason: str
+    resend: bool = False
+
+
+# THE BYTE CAP: a server's answer is bounded before the client parses it.
+
+
+class _TooLargeError(httpx.ReadError):
+    """Raised when a server sends one message past the byte cap."""
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    """A response body that fails once one message in it passes `limit` bytes. An event stream's messages end at
+    a blank line, so the count starts again there; a JSON body is one message."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, limit: int, on_exceeded: Callable[[], None]) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._on_exceeded = on_exceeded
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self._stream:
+            end = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\r\n\r\n"))
+            size = len(chunk) - end if end >= 0 else size + len(chunk)
+            if size > self._limit:
+                self._on_exceeded()
+                raise _TooLargeError(f"a message past {self._limit:,} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _CappedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, limit: int, on_exceeded: Callable[[], None]) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._limit = limit
+        self._on_exceeded = on_exceeded
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_CappedStream(response.stream, self._limit, self._on_exceeded),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _ToolSession(ClientSession):
+    """A client session that does not check a tool's structured answer against the tool's own output schema.
+
+    That check runs jsonschema, regular expressions included, on a schema and a value that both come from the
+    server, in this process: a hostile server would choose how much CPU it takes. The answer's text is what the
+    model gets; structured content is only a fallback, shown as JSON.
+    """
+
+    async def _validate_tool_result(self, name: str, result: CallToolResult) -> None:
+        return None
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The errors inside an exception group (anyio's task groups raise them), or the error itself."""
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple):
+        return [leaf for part in inner if isinstance(part, BaseException) for leaf in _leaves(part)]
+    return [error]
+
+
+def _reason(error: BaseException, *, scrubber: Scrubber, cap: int) -> str:
+    """Why a session failed, in words for the page and the log: never the error's own text, which may quote a
+    URL (and the key in it), except a server's MCP error message, masked and shortened."""
+    leaves = [leaf for leaf in _leaves(error) if not isinstance(leaf, asyncio.CancelledError)] or [error]
+    leaf = leaves[0]
+    if isinstance(leaf, _TooLargeError):
+        return f"it sent an answer over {cap:,} bytes"
+    if isinstance(leaf, httpx.ConnectTimeout):
+        return f"no connection within {CONNECT_TIMEOUT:g} s"
+    if isinstance(leaf, httpx.ConnectError):
+        return "cannot connect"
+    if isinstance(leaf, httpx.HTTPStatusError):
+        status = leaf.response.status_code
+        if status in (401, 403):
+            return f"it refused the credentials (HTTP {status}); check MCP_HEADERS"
+        if 300 <= status < 400:
+            return f"it redirects elsewhere (HTTP {status}), which is not followed; check its URL"
+        return f"it answered HTTP {status}"
+    if isinstance(leaf, httpx.TimeoutException):
+        return "it stopped answering"
+    if isinstance(leaf, httpx.TransportError):
+        return "the connection failed"
+    if isinstance(leaf, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT:g} s"
+    if isinstance(leaf, McpError):
+        return f"it refused: {shorten(scrubber.scrub(leaf.error.message), 120)}"
+    if isinstance(leaf, ValidationError):
+        return "it answered something that is not MCP"
+    return f"it failed ({type(leaf).__name__})"
+
+
+class Connection:
+    """One server's session and its tools. Create and use it on one event loop (the registry's)."""
+
+    def __init__(
+        self,
+        server: ToolServer,
+        *,
+        scrubber: Scrubber,
+        on_change: Callable[[], None],
+        refresh_interval: float,
+        read_timeout: float,
+        max_response_bytes: int,
+    ) -> None:
+        self.server = server
+        self.tools: tuple[ListedTool, ...] = ()
+        self.status = ServerStatus(server.name, ok=False, tools=0, reason="connecting")
+        self._scrubber = scrubber
+        self._on_change = on_change
+        self._refresh_interval = refresh_interval
+        self._read_timeout = read_timeout
+        self._max_bytes = max_response_bytes
+        self._session: ClientSession | None = None
+        self._lost: asyncio.Future[_Loss] | None = None
+        self._wake = asyncio.Event()
+        self._restart = False
+        self._too_large = False
+        self._closing = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._problems: tuple[str, ...] = ()
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # LIFECYCLE
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"mcp-server-{self.server.name}")
+
+    async def close(self, *, wait: float) -> None:
+        """End the session, politely (the server is told) when that takes less than `wait` seconds; a connection
+        still being tried is dropped at once."""
+        self._closing = True
+        self._wake.set()
+        task = self._task
+        if task is None:
+            return
+        _, pending = await asyncio.wait({task}, timeout=wait if self._session is not None else 0)
+        for left in (*pending, *self._background):
+            left.cancel()
+        await asyncio.gather(task, *self._background, return_exceptions=True)
+
+    def refresh(self) -> asyncio.Future[None]:
+        """Ask for the tool list to be read again now (or a connection to be tried now, when there is none);
+        the future is done when that attempt is over, whatever its outcome."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        return waiter
+
+    def _reconnect(self) -> asyncio.Future[None]:
+        """Leave the current session for a new one; the future is done once that one has been tried."""
+        self._restart = True
+        self._session = None
+        return self.refresh()
+
+    def _settle(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _pause(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self._wake.wait()
+        self._wake.clear()
+
+    async def _run(self) -> None:
+        pause = 1.0
+        while not self._closing:
+            self._lost = asyncio.get_running_loop().create_future()
+            self._restart = self._too_large = False
+            loss = _Loss("the connection was closed", resend=True)
+            worked = False
+            try:
+                worked = await self._serve()
+            except Exception as error:
+                worked = self._session is not None
+                reason = _reason(error, scrubber=self._scrubber, cap=self._max_bytes)
+                loss = _Loss(f"it sent an answer over {self._max_bytes:,} bytes" if self._too_large else reason)
+            finally:
+                self._session = None
+                if not self._lost.done():
+                    self._lost.set_result(loss)
+            if self._closing:
+                break
+            if loss.resend:  # left on purpose, for a new session: no pause
+                continue
+            self._set_down(loss.reason)
+            if worked:
+                # It was working: try again at once (those waiting learn how that goes), then slow down.
+                pause = 1.0
+                continue
+            self._settle()
+            await self._pause(pause)
+            pause = min(pause * 2, MAX_PAUSE, self._refresh_interval)
+        self._set_down("closed")
+        self._settle()
+
+    def _exceeded(self) -> None:
+        """The byte cap tripped: the message cannot be read, so the calls waiting on this session are ended."""
+        self._too_large = True
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(_Loss(f"it sent an answer over {self._max_bytes:,} bytes"))
+        self._restart = True
+        self._wake.set()
+
+    async def _serve(self) -> bool:
+        """One session, from opening to leaving; True when it had worked. Raises what ended it, if not asked."""
+        timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self._read_timeout)
+        transport = _CappedTransport(self._max_bytes, self._exceeded)
+        headers = dict(self.server.headers)
+        async with (
+            httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport) as client,
+            streamable_http_client(self.server.url, http_client=client) as (read, write, _),
+            _ToolSession(read, write, message_handler=self._on_message, client_info=CLIENT_INFO) as session,
+        ):
+            with anyio.fail_after(CONNECT_TIMEOUT):
+                await session.initialize()
+                await self._read_tools(session)
+            self._session = session
+            self._set_up()
+            self._settle()
+            while True:
+                await self._pause(self._refresh_interval)
+                if self._closing or self._restart:
+                    if self._too_large:
+                        raise _TooLargeError("over the cap")
+                    return True
+                with anyio.fail_after(CONNECT_TIMEOUT):
+                    await self._read_tools(session)
+                self._set_up()
+                self._settle()
+
+    async def _read_tools(self, session: ClientSession) -> None:
+        tools: list[Tool] = []
+        page = await session.list_tools()
+        tools += page.tools
+        for _ in range(MAX_PAGES - 1):
+            if not page.nextCursor or len(tools) > MAX_TOOLS_PER_SERVER:
+                break
+            page = await session.list_tools(params=PaginatedRequestParams(cursor=page.nextCursor))
+            tools += page.tools
+        kept, problems = check_tools(tools, scrubber=self._scrubber)
+        if tuple(problems) != self._problems:
+            for problem in problems:
+                logger.warning("MCP server %s: %s.", self.server.name, problem)
+        self._problems = tuple(problems)
+        self.tools = tuple(kept)
+
+    async def _on_message(
+        self, message: RequestResponder[ServerRequest, ClientResult] | ServerNotification | Exception
+    ) -> None:
+        if isinstance(message, ServerNotification) and isinstance(message.root, ToolListChangedNotification):
+            self._wake.set()
+        elif isinstance(message, Exception):
+            logger.debug("MCP server %s sent something unreadable (%s).", self.server.name, type(message).__name__)
+
+    # STATUS
+
+    def _set_up(self) -> None:
+        status = ServerStatus(self.server.name, ok=True, tools=len(self.tools))
+        if status != self.status:
+            logger.info("MCP server %s: %d tool(s) offered.", self.server.name, status.tools)
+        self.status = status
+        self._on_change()
+
+    def _set_down(self, reason: str) -> None:
+        status = ServerStatus(self.server.name, ok=False, tools=0, reason=reason)
+        if status != self.status and reason != "closed":
+            logger.warning("MCP server %s is unavailable (%s): its tools are left out.", self.server.name, reason)
+        changed = bool(self.tools) or self.status.ok
+        self.tools = ()
+        self.status = status
+        if changed:
+            self._on_change()
+
+    # CALLS
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        """Call `tool` on the open session (waiting for one to open, if needed). Raises `ServerUnavailableError`
+        when there is none or it ends before the answer, `McpError` when the server refuses the call."""
+        for attempt in range(2):
+            session, lost = self._session, self._lost
+            if session is None or lost is None or lost.done():
+                await self.refresh()
+                session, lost = self._session, self._lost
+                if session is None or lost is None or lost.done():
+                    raise ServerUnavailableError(self.status.reason or "not connected")
+            sent: list[int] = []
+            task = asyncio.ensure_future(self._send(session, tool, arguments, sent))
+            either: set[asyncio.Future[Any]] = {task, lost}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                task.cancel()
+                if sent:
+                    self._cancel_on_server(session, sent[0])
+                raise
+            if not task.done():
+                task.cancel()
+                loss = lost.result()
+                if loss.resend and attempt == 0:
+                    continue
+                raise ServerUnavailableError(loss.reason)
+            try:
+                return task.result()
+            except McpError as error:
+                if error.error.code != SESSION_TERMINATED or attempt:
+                    raise
+            await self._reconnect()
+        raise ServerUnavailableError("the server lost the session twice")
+
+    @staticmethod
+    async def _send(session: ClientSession, tool: str, arguments: dict[str, Any], sent: list[int]) -> CallToolResult:
+        # The id the session gives this request, read just before it takes it (nothing runs in between), so that
+        # the server can be told to stop the call if it is abandoned.
+        request_id = getattr(session, "_request_id", None)
+        if isinstance(request_id, int):
+            sent.append(request_id)
+        return await session.call_tool(tool, arguments)
+
+    def _cancel_on_server(self, session: ClientSession, request_id: int) -> None:
+        """Tell the server that the call `request_id` is abandoned (MCP's `notifications/cancelled`), in the
+        background, at most for a second: a server that ignores it lets the call run on; its late answer is then
+        dropped by the session, which stays open for the next call."""
+
+        async def notify() -> None:
+            params = CancelledNotificationParams(requestId=request_id, reason="abandoned by the client")
+            with contextlib.suppress(Exception), anyio.move_on_after(1.0):
+                await session.send_notification(ClientNotification(CancelledNotification(params=params)))
+
+        task = asyncio.get_running_loop().create_task(notify())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
