@@ -333,6 +333,26 @@ class TestServers:
                 assert eventually(lambda: not registry.status()[0].ok)
                 assert registry.tools() == []
 
+    def test_wrong_credentials_or_path_say_so(self):
+        """A server that refuses the credentials, or a URL that is not its MCP endpoint, is left out with a
+        reason the owner can act on."""
+        with McpServer(required_headers={"Authorization": "Bearer right-token-123"}) as server:
+            servers = [
+                ToolServer("wrong_key", server.url, (("Authorization", "Bearer wrong-token-456"),)),
+                ToolServer("right_key", server.url, (("Authorization", "Bearer right-token-123"),)),
+                ToolServer(
+                    "wrong_path", server.url.replace("/mcp", "/api"), (("Authorization", "Bearer right-token-123"),)
+                ),
+            ]
+            with ToolRegistry(servers, timeout=TIMEOUT) as registry:
+                assert registry.status() == [
+                    ServerStatus("wrong_key", False, 0, "it refused the credentials (HTTP 401); check MCP_HEADERS"),
+                    ServerStatus("right_key", True, len(TOOL_NAMES)),
+                    ServerStatus(
+                        "wrong_path", False, 0, "it answered HTTP 404; check that the URL is its MCP endpoint"
+                    ),
+                ]
+
     def test_same_tool_on_two_servers(self):
         """Two servers with an `add` each: two tools, each call reaching its own server."""
         with McpServer() as a, McpServer() as b, ToolRegistry.from_settings(settings_for(("a", a), ("b", b))) as r:

@@ -189,6 +189,8 @@ def _reason(error: BaseException, *, scrubber: Scrubber, cap: int) -> str:
     if isinstance(leaf, TimeoutError):
         return f"no answer within {CONNECT_TIMEOUT:g} s"
     if isinstance(leaf, McpError):
+        if leaf.error.code == SESSION_TERMINATED:
+            return "it answered HTTP 404; check that the URL is its MCP endpoint"
         return f"it refused: {shorten(scrubber.scrub(leaf.error.message), 120)}"
     if isinstance(leaf, ValidationError):
         return "it answered something that is not MCP"
@@ -279,7 +281,9 @@ class Connection:
             worked = False
             try:
                 worked = await self._serve()
-            except Exception as error:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as error:  # an anyio group may hold a cancellation beside the cause
                 worked = self._session is not None
                 reason = _reason(error, scrubber=self._scrubber, cap=self._max_bytes)
                 loss = _Loss(f"it sent an answer over {self._max_bytes:,} bytes" if self._too_large else reason)
@@ -332,8 +336,13 @@ class Connection:
                     if self._too_large:
                         raise _TooLargeError("over the cap")
                     return True
-                with anyio.fail_after(CONNECT_TIMEOUT):
-                    await self._read_tools(session)
+                try:
+                    with anyio.fail_after(CONNECT_TIMEOUT):
+                        await self._read_tools(session)
+                except McpError as error:
+                    if error.error.code != SESSION_TERMINATED:
+                        raise
+                    return True  # the server restarted: a new session, at once and quietly
                 self._set_up()
                 self._settle()
 

@@ -23,6 +23,7 @@ import uvicorn
 from mcp.server.fastmcp import FastMCP, Image
 from mcp.types import ImageContent, ResourceLink
 from pydantic import AnyUrl
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.support.fake_openai import free_port
@@ -51,11 +52,13 @@ class RecordedRequest:
 
 
 class _Recorder:
-    """ASGI middleware that records every HTTP request before the MCP app sees it."""
+    """ASGI middleware that records every HTTP request before the MCP app sees it, and answers 401 to one that
+    lacks a required header."""
 
-    def __init__(self, app: ASGIApp, requests: list[RecordedRequest]) -> None:
+    def __init__(self, app: ASGIApp, requests: list[RecordedRequest], required: dict[str, str]) -> None:
         self.app = app
         self.requests = requests
+        self.required = {name.lower(): value for name, value in required.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -64,6 +67,9 @@ class _Recorder:
                 name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
                 headers[name] = f"{headers[name]}, {value}" if name in headers else value
             self.requests.append(RecordedRequest(scope["method"], scope["path"], headers))
+            if any(headers.get(name) != value for name, value in self.required.items()):
+                await PlainTextResponse("missing credentials", status_code=401)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -127,12 +133,21 @@ def build_app(*, secret: str = "", calls: list[str] | None = None, name: str = "
 class McpServer:
     """The MCP server on 127.0.0.1 in a background thread; use as a context manager.
 
-    `secret` is what the `leak` tool returns; `requests` records every HTTP request of every run on this port;
+    `secret` is what the `leak` tool returns; a request without the `required_headers` gets 401; `requests`
+    records every HTTP request of every run on this port;
     `calls` the tools called, in order (and "hang cancelled" when a client abandons a `hang`).
     """
 
-    def __init__(self, *, port: int | None = None, secret: str = "", name: str = "test-tools") -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        secret: str = "",
+        name: str = "test-tools",
+        required_headers: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.required_headers = required_headers or {}
         self.secret = secret
         self.name = name
         self.requests: list[RecordedRequest] = []
@@ -162,7 +177,9 @@ class McpServer:
         """Serve on `port` (again, after `stop()`), a fresh server that knows no earlier session."""
         if self._server is not None:
             raise RuntimeError("the MCP test server is already running")
-        app = _Recorder(build_app(secret=self.secret, calls=self.calls, name=self.name), self.requests)
+        app = _Recorder(
+            build_app(secret=self.secret, calls=self.calls, name=self.name), self.requests, self.required_headers
+        )
         # No graceful shutdown: a server going down cuts its calls off, and a hanging tool or an open event stream
         # must not hold `stop()` up.
         config = uvicorn.Config(
