@@ -128,15 +128,12 @@ class TestCalls:
         assert call(tools, "s__lookup", {"city": "Oslo"}).text == "Oslo: -3 °C, snow"
 
     def test_calls_of_one_round_run_together(self, tools: ToolRegistry):
-        """Three calls of 0.3 s each, gathered, take about 0.3 s, not 0.9."""
+        """Three calls gathered are at the server at once: each waits there for the other two."""
 
         async def round_of_three() -> list[ToolResult]:
-            return await asyncio.gather(*(tools.call("s__hang", {"seconds": 0.3}) for _ in range(3)))
+            return await asyncio.gather(*(tools.call("s__meet", {"count": 3, "seconds": 5}) for _ in range(3)))
 
-        started = time.perf_counter()
-        results = run(round_of_three())
-        assert [r.text for r in results] == ["woke up"] * 3
-        assert time.perf_counter() - started < 0.75
+        assert [result.text for result in run(round_of_three())] == ["met"] * 3
 
     def test_unknown_tool(self, tools: ToolRegistry, server: McpServer):
         """A name the model made up gets an error it can act on, listing the tools; no server is called."""
@@ -172,7 +169,7 @@ class TestCalls:
         result = call(tools, "s__hang", {})
         assert result.outcome == "timeout"
         assert result.text == f"Error: the tool did not answer within {TIMEOUT:g} s."
-        assert TIMEOUT <= result.duration < TIMEOUT + 0.4
+        assert TIMEOUT <= result.duration < TIMEOUT + 1.0
         assert eventually(lambda: "hang cancelled" in server.calls)
         assert call(tools, "s__add", {"a": 1, "b": 1}).text == "2"
 
@@ -189,7 +186,7 @@ class TestCalls:
                 await task
             return time.perf_counter() - started
 
-        assert run(stop_a_call()) < 0.05
+        assert run(stop_a_call()) < 0.2
         assert eventually(lambda: "hang cancelled" in server.calls)
         assert call(tools, "s__add", {"a": 1, "b": 2}).text == "3"
         assert server.initializations == 0  # no new session: the one of the module goes on
@@ -288,12 +285,12 @@ class TestServers:
             started = time.perf_counter()
             registry.start(wait=0.3)
             try:
-                assert time.perf_counter() - started < 0.8
+                assert time.perf_counter() - started < 1.0
                 assert registry.status() == [ServerStatus("silent", ok=False, tools=0, reason="connecting")]
                 assert registry.tools() == []
             finally:
                 registry.close()
-            assert time.perf_counter() - started < 1.5
+            assert time.perf_counter() - started < 2.0
 
     def test_a_server_restarted_between_calls(self):
         """A server that restarted no longer knows the session: the next call opens a new one and succeeds."""
@@ -304,6 +301,19 @@ class TestServers:
             assert call(registry, "s__add", {"a": 2, "b": 2}).text == "4"
             assert server.initializations == 2
             assert server.calls == ["add", "add"]
+
+    def test_a_round_of_calls_after_a_restart(self):
+        """Three calls of one round, each told the session is gone, are each sent again on one new session."""
+        with McpServer() as server, ToolRegistry([ToolServer("s", server.url)], timeout=2.0) as registry:
+            server.stop()
+            server.start()
+
+            async def round_of_three() -> list[ToolResult]:
+                return await asyncio.gather(*(registry.call("s__add", {"a": n, "b": 1}) for n in range(3)))
+
+            assert [result.text for result in run(round_of_three())] == ["1", "2", "3"]
+            assert server.initializations == 2
+            assert server.calls == ["add"] * 3
 
     def test_a_server_that_goes_down_and_comes_back(self):
         """A call to a server that went down fails at once with the reason, the status says so; once it is
@@ -316,7 +326,7 @@ class TestServers:
             assert result.text == (
                 "Error: the tool's server is unavailable (cannot connect); do without this tool for now."
             )
-            assert time.perf_counter() - started < 0.5
+            assert time.perf_counter() - started < 1.0
             assert registry.status() == [ServerStatus("s", ok=False, tools=0, reason="cannot connect")]
             assert registry.tools() == []
             server.start()

@@ -6,8 +6,10 @@ server's "tools changed" notice, or a request to read again or to reconnect. Cal
 their own tasks, concurrently. When the session ends (the server went away, answered an error status, or sent
 more than the byte cap), every call waiting on it ends at once with the reason, and the task reconnects: at once
 if the session had been working, else after a growing pause (1 s, doubling, up to a minute or the refresh period),
-or sooner when a call or `refresh()` asks. A server that restarted no longer knows the session (HTTP 404): the
-call that learns it is sent again once on a new session, since the server never ran it.
+or sooner when a call or `refresh()` asks. A server that restarted no longer knows the session (HTTP 404): a call
+that learns it is sent again once on a new session, since the server never ran it; the old session is left once
+its other calls have learnt the same (or after a second), and a call still waiting then is not sent again, since
+the server that went away may have run it.
 
 Only the headers configured for this server are sent to it: its own HTTP client holds them, follows no redirect
 to another origin, and reads no proxy or credentials from the environment.
@@ -56,6 +58,8 @@ MAX_PAUSE = 60.0
 MAX_PAGES = 10
 # The `mcp` client answers a request with this code when the server no longer knows the session (HTTP 404).
 SESSION_TERMINATED = 32600
+# Seconds the calls on a session the server no longer knows get to learn it, before the session is left.
+RESTART_GRACE = 1.0
 CLIENT_INFO = Implementation(name="gradio-chat-space", version="1.0")
 
 
@@ -86,12 +90,19 @@ class ServerUnavailableError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class _Loss:
-    """Why a session ended, and whether the calls that were waiting on it may be sent again on the next one."""
+class _Live:
+    """An open session, and what its calls share: the future of its end (why it ended), and how many are on it."""
 
-    reason: str
-    resend: bool = False
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.calls = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
 
 
 # THE BYTE CAP: a server's answer is bounded before the client parses it.
@@ -218,8 +229,9 @@ class Connection:
         self._refresh_interval = refresh_interval
         self._read_timeout = read_timeout
         self._max_bytes = max_response_bytes
-        self._session: ClientSession | None = None
-        self._lost: asyncio.Future[_Loss] | None = None
+        # The session calls may use (None while there is none, or it is being left), and the one being served.
+        self._live: _Live | None = None
+        self._current: _Live | None = None
         self._wake = asyncio.Event()
         self._restart = False
         self._too_large = False
@@ -242,7 +254,7 @@ class Connection:
         task = self._task
         if task is None:
             return
-        _, pending = await asyncio.wait({task}, timeout=wait if self._session is not None else 0)
+        _, pending = await asyncio.wait({task}, timeout=wait if self._live is not None else 0)
         for left in (*pending, *self._background):
             left.cancel()
         await asyncio.gather(task, *self._background, return_exceptions=True)
@@ -255,11 +267,14 @@ class Connection:
         self._wake.set()
         return waiter
 
-    def _reconnect(self) -> asyncio.Future[None]:
-        """Leave the current session for a new one; the future is done once that one has been tried."""
-        self._restart = True
-        self._session = None
-        return self.refresh()
+    async def _reconnect(self, stale: _Live) -> None:
+        """Leave `stale`, a session the server no longer knows, for a new one (unless that is under way or done),
+        and wait until the new one has been tried."""
+        if self._live is stale:
+            self._restart = True
+            self._live = None
+        if self._live is None:
+            await self.refresh()
 
     def _settle(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -275,27 +290,28 @@ class Connection:
     async def _run(self) -> None:
         pause = 1.0
         while not self._closing:
-            self._lost = asyncio.get_running_loop().create_future()
             self._restart = self._too_large = False
-            loss = _Loss("the connection was closed", resend=True)
+            reason: str | None = None
             worked = False
             try:
-                worked = await self._serve()
+                await self._serve()
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as error:  # an anyio group may hold a cancellation beside the cause
-                worked = self._session is not None
+                worked = self._current is not None
                 reason = _reason(error, scrubber=self._scrubber, cap=self._max_bytes)
-                loss = _Loss(f"it sent an answer over {self._max_bytes:,} bytes" if self._too_large else reason)
+                if self._too_large:
+                    reason = f"it sent an answer over {self._max_bytes:,} bytes"
             finally:
-                self._session = None
-                if not self._lost.done():
-                    self._lost.set_result(loss)
+                current, self._current, self._live = self._current, None, None
+                if current is not None:
+                    left = "the connection was closed" if self._closing else "the server restarted during the call"
+                    current.end(reason or left)
             if self._closing:
                 break
-            if loss.resend:  # left on purpose, for a new session: no pause
+            if reason is None:  # left on purpose, for a new session: at once
                 continue
-            self._set_down(loss.reason)
+            self._set_down(reason)
             if worked:
                 # It was working: try again at once (those waiting learn how that goes), then slow down.
                 pause = 1.0
@@ -307,15 +323,15 @@ class Connection:
         self._settle()
 
     def _exceeded(self) -> None:
-        """The byte cap tripped: the message cannot be read, so the calls waiting on this session are ended."""
+        """The byte cap tripped: the message cannot be read, so the calls on this session end now."""
         self._too_large = True
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(_Loss(f"it sent an answer over {self._max_bytes:,} bytes"))
+        if self._current is not None:
+            self._current.end(f"it sent an answer over {self._max_bytes:,} bytes")
         self._restart = True
         self._wake.set()
 
-    async def _serve(self) -> bool:
-        """One session, from opening to leaving; True when it had worked. Raises what ended it, if not asked."""
+    async def _serve(self) -> None:
+        """One session, from opening to leaving; returns when asked to leave, else raises what ended it."""
         timeout = httpx.Timeout(CONNECT_TIMEOUT, read=self._read_timeout)
         transport = _CappedTransport(self._max_bytes, self._exceeded)
         headers = dict(self.server.headers)
@@ -327,24 +343,35 @@ class Connection:
             with anyio.fail_after(CONNECT_TIMEOUT):
                 await session.initialize()
                 await self._read_tools(session)
-            self._session = session
+            live = self._current = self._live = _Live(session)
             self._set_up()
             self._settle()
             while True:
                 await self._pause(self._refresh_interval)
-                if self._closing or self._restart:
-                    if self._too_large:
-                        raise _TooLargeError("over the cap")
-                    return True
+                if self._too_large:
+                    raise _TooLargeError("over the cap")
+                if self._closing:
+                    return
+                if self._restart:
+                    await self._drain(live)
+                    return
                 try:
                     with anyio.fail_after(CONNECT_TIMEOUT):
                         await self._read_tools(session)
                 except McpError as error:
                     if error.error.code != SESSION_TERMINATED:
                         raise
-                    return True  # the server restarted: a new session, at once and quietly
+                    self._live = None  # the server restarted: a new session, quietly
+                    await self._drain(live)
+                    return
                 self._set_up()
                 self._settle()
+
+    @staticmethod
+    async def _drain(live: _Live) -> None:
+        """Give the calls on a session the server no longer knows a moment to learn it (and be sent again)."""
+        with anyio.move_on_after(RESTART_GRACE):
+            await live.idle.wait()
 
     async def _read_tools(self, session: ClientSession) -> None:
         tools: list[Tool] = []
@@ -395,35 +422,43 @@ class Connection:
         """Call `tool` on the open session (waiting for one to open, if needed). Raises `ServerUnavailableError`
         when there is none or it ends before the answer, `McpError` when the server refuses the call."""
         for attempt in range(2):
-            session, lost = self._session, self._lost
-            if session is None or lost is None or lost.done():
+            live = self._live
+            if live is None or live.ended.done():
                 await self.refresh()
-                session, lost = self._session, self._lost
-                if session is None or lost is None or lost.done():
+                live = self._live
+                if live is None or live.ended.done():
                     raise ServerUnavailableError(self.status.reason or "not connected")
-            sent: list[int] = []
-            task = asyncio.ensure_future(self._send(session, tool, arguments, sent))
-            either: set[asyncio.Future[Any]] = {task, lost}
+            live.calls += 1
+            live.idle.clear()
             try:
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                task.cancel()
-                if sent:
-                    self._cancel_on_server(session, sent[0])
-                raise
-            if not task.done():
-                task.cancel()
-                loss = lost.result()
-                if loss.resend and attempt == 0:
-                    continue
-                raise ServerUnavailableError(loss.reason)
-            try:
-                return task.result()
+                result = await self._call_on(live, tool, arguments)
             except McpError as error:
                 if error.error.code != SESSION_TERMINATED or attempt:
                     raise
-            await self._reconnect()
+            else:
+                return result
+            finally:
+                live.calls -= 1
+                if not live.calls:
+                    live.idle.set()
+            await self._reconnect(live)
         raise ServerUnavailableError("the server lost the session twice")
+
+    async def _call_on(self, live: _Live, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        sent: list[int] = []
+        task = asyncio.ensure_future(self._send(live.session, tool, arguments, sent))
+        either: set[asyncio.Future[Any]] = {task, live.ended}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            if sent:
+                self._cancel_on_server(live.session, sent[0])
+            raise
+        if not task.done():
+            task.cancel()
+            raise ServerUnavailableError(live.ended.result())
+        return task.result()
 
     @staticmethod
     async def _send(session: ClientSession, tool: str, arguments: dict[str, Any], sent: list[int]) -> CallToolResult:

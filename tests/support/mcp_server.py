@@ -1,6 +1,7 @@
 """A local MCP server for tests and benchmarks, built on the official SDK (`FastMCP`, streamable HTTP at `/mcp`).
 
-Its tools: `add` and `lookup` answer; `hang` sleeps far past any test's TOOL_TIMEOUT; `fail` raises; `huge`
+Its tools: `add` and `lookup` answer; `hang` sleeps far past any test's TOOL_TIMEOUT; `meet` answers once a
+number of its calls have arrived (calls made one after the other never meet); `fail` raises; `huge`
 returns a result of `chars` characters; `leak` returns `secret` (given to the server) inside markup; `picture`
 returns an image and a resource link. Every HTTP request is recorded (`requests`: its method and headers), so a
 test can count the sessions a client opened (`initializations`) and check that no credential reached the server.
@@ -30,7 +31,7 @@ from tests.support.fake_openai import free_port
 
 __all__ = ["TOOL_NAMES", "McpServer", "RecordedRequest", "build_app"]
 
-TOOL_NAMES = ("add", "lookup", "hang", "fail", "huge", "leak", "picture")
+TOOL_NAMES = ("add", "lookup", "hang", "meet", "fail", "huge", "leak", "picture")
 # A 1x1 transparent PNG.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -100,6 +101,18 @@ def build_app(*, secret: str = "", calls: list[str] | None = None, name: str = "
             record.append("hang cancelled")  # the client said it abandoned the call
             raise
         return "woke up"
+
+    arrivals = [0]
+
+    @server.tool()
+    async def meet(count: int, seconds: float = 5.0) -> str:
+        """Wait until `count` calls of `meet` have arrived since the server started (or `seconds` pass)."""
+        record.append("meet")
+        arrivals[0] += 1
+        deadline = time.monotonic() + seconds
+        while arrivals[0] < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return "met" if arrivals[0] >= count else "alone"
 
     @server.tool()
     def fail(reason: str = "it always does") -> str:
