@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ MAX_PAGES = 10
 SESSION_TERMINATED = 32600
 # Seconds the calls on a session the server no longer knows get to learn it, before the session is left.
 RESTART_GRACE = 1.0
+# Seconds a session must have lasted for its failure to be retried at once rather than after a pause.
+MIN_WORKING = 1.0
 CLIENT_INFO = Implementation(name="gradio-chat-space", version="1.0")
 
 
@@ -96,6 +99,7 @@ class _Live:
     def __init__(self, session: ClientSession) -> None:
         self.session = session
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.since = time.monotonic()
         self.calls = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -236,7 +240,9 @@ class Connection:
         self._restart = False
         self._too_large = False
         self._closing = False
+        # Futures of those waiting for the next attempt (to connect, or to read the tools), and for this one.
         self._waiters: list[asyncio.Future[None]] = []
+        self._pending: list[asyncio.Future[None]] = []
         self._problems: tuple[str, ...] = ()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -276,15 +282,22 @@ class Connection:
         if self._live is None:
             await self.refresh()
 
-    def _settle(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
+    def _begin_attempt(self) -> None:
+        """Those who asked so far wait for the attempt that starts now; those who ask later, for the next."""
+        self._pending += self._waiters
+        self._waiters = []
+
+    def _end_attempt(self) -> None:
+        pending, self._pending = self._pending, []
+        for waiter in pending:
             if not waiter.done():
                 waiter.set_result(None)
 
     async def _pause(self, seconds: float) -> None:
-        with anyio.move_on_after(seconds):
-            await self._wake.wait()
+        """Wait `seconds`, or less if woken; at once when someone waits for an attempt."""
+        if not self._waiters:
+            with anyio.move_on_after(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _run(self) -> None:
@@ -293,12 +306,16 @@ class Connection:
             self._restart = self._too_large = False
             reason: str | None = None
             worked = False
+            self._begin_attempt()
             try:
                 await self._serve()
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as error:  # an anyio group may hold a cancellation beside the cause
-                worked = self._current is not None
+                # A session that failed at once counts as not working: a server that fails each time just after
+                # opening is not reconnected to in a tight loop.
+                worked = self._current is not None and time.monotonic() - self._current.since > MIN_WORKING
+
                 reason = _reason(error, scrubber=self._scrubber, cap=self._max_bytes)
                 if self._too_large:
                     reason = f"it sent an answer over {self._max_bytes:,} bytes"
@@ -312,15 +329,15 @@ class Connection:
             if reason is None:  # left on purpose, for a new session: at once
                 continue
             self._set_down(reason)
+            self._end_attempt()
             if worked:
-                # It was working: try again at once (those waiting learn how that goes), then slow down.
-                pause = 1.0
+                pause = 1.0  # it was working: try again at once, then slow down
                 continue
-            self._settle()
             await self._pause(pause)
             pause = min(pause * 2, MAX_PAUSE, self._refresh_interval)
         self._set_down("closed")
-        self._settle()
+        self._begin_attempt()
+        self._end_attempt()
 
     def _exceeded(self) -> None:
         """The byte cap tripped: the message cannot be read, so the calls on this session end now."""
@@ -345,7 +362,7 @@ class Connection:
                 await self._read_tools(session)
             live = self._current = self._live = _Live(session)
             self._set_up()
-            self._settle()
+            self._end_attempt()
             while True:
                 await self._pause(self._refresh_interval)
                 if self._too_large:
@@ -355,6 +372,7 @@ class Connection:
                 if self._restart:
                     await self._drain(live)
                     return
+                self._begin_attempt()
                 try:
                     with anyio.fail_after(CONNECT_TIMEOUT):
                         await self._read_tools(session)
@@ -365,7 +383,7 @@ class Connection:
                     await self._drain(live)
                     return
                 self._set_up()
-                self._settle()
+                self._end_attempt()
 
     @staticmethod
     async def _drain(live: _Live) -> None:
