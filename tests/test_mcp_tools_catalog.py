@@ -51,13 +51,13 @@ class TestNames:
     )
     def test_server_prefix_and_valid_characters(self, server, name, expected):
         """The model sees `<server>__<tool>`, every refused character made `_`."""
-        assert exposed_name(server, name) == expected
+        assert exposed_name(server, tool=name) == expected
 
     def test_long_names_are_cut_and_stay_apart(self):
         """Past 64 characters a name is cut and ends with a hash of the whole: two long names sharing their
         start stay distinct, and each is valid."""
-        first = exposed_name("server", "x" * 100 + "a")
-        second = exposed_name("server", "x" * 100 + "b")
+        first = exposed_name("server", tool="x" * 100 + "a")
+        second = exposed_name("server", tool="x" * 100 + "b")
         assert first != second
         assert all(OPENAI_NAME.match(name) for name in (first, second))
         assert len(first) == 64
@@ -186,12 +186,12 @@ class TestArguments:
     )
     def test_an_object_is_taken(self, arguments, expected):
         """JSON text of an object, or a mapping, gives a dict."""
-        assert parse_arguments(arguments, spec()) == expected
+        assert parse_arguments(arguments, spec=spec()) == expected
 
     @pytest.mark.parametrize("arguments", [None, "", "  "])
     def test_nothing_means_no_arguments(self, arguments):
         """A model calling a tool without arguments may send nothing, or an empty text."""
-        assert parse_arguments(arguments, spec(required=())) == {}
+        assert parse_arguments(arguments, spec=spec(required=())) == {}
 
     BAD = (
         (
@@ -211,7 +211,7 @@ class TestArguments:
     def test_broken_arguments_are_refused_with_a_sentence(self, arguments, message):
         """What a model can send wrong, streamed JSON cut short included, is refused in words it can act on."""
         with pytest.raises(ArgumentsError) as info:
-            parse_arguments(arguments, spec())
+            parse_arguments(arguments, spec=spec())
         assert str(info.value) == message
 
     def test_a_megabyte_of_arguments(self):
@@ -219,5 +219,5 @@ class TestArguments:
         started = time.perf_counter()
         for arguments in ('{"city": "' + "x" * 1_000_000 + '"}', "[" * 1_000_000):
             with pytest.raises(ArgumentsError):
-                parse_arguments(arguments, spec())
+                parse_arguments(arguments, spec=spec())
         assert time.perf_counter() - started < 0.05

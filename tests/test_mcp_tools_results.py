@@ -104,14 +104,14 @@ class TestCap:
         """Where the cut falls inside a secret, the secret is masked whole (the mask may be cut), never half
         shown."""
         for at in range(1, len(SECRET)):
-            head, cut = masked_head("x" * (100 - at) + SECRET + "tail", 100, SCRUBBER)
+            head, cut = masked_head("x" * (100 - at) + SECRET + "tail", limit=100, scrubber=SCRUBBER)
             assert cut is True
             assert head == ("x" * (100 - at) + "***tail")[:100]
 
     def test_a_secret_past_the_margin_is_held_back(self):
         """A secret longer than the margin read past the cut shows none of its start."""
         long_secret = "k" * 3_000
-        head, cut = masked_head("x" * 90 + long_secret, 100, Scrubber([long_secret]))
+        head, cut = masked_head("x" * 90 + long_secret, limit=100, scrubber=Scrubber([long_secret]))
         assert (head, cut) == ("x" * 90, True)
 
     def test_a_megabyte_costs_milliseconds(self):

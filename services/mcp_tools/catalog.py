@@ -109,7 +109,7 @@ def _checked_schema(schema: object) -> tuple[dict[str, Any], tuple[str, ...]] | 
 def _description(tool: Tool, scrubber: Scrubber) -> str:
     text = tool.description or tool.title or ""
     text = clean(text[: MAX_DESCRIPTION_CHARS + MASK_MARGIN]).strip()
-    text, cut = masked_head(text, MAX_DESCRIPTION_CHARS, scrubber)
+    text, cut = masked_head(text, limit=MAX_DESCRIPTION_CHARS, scrubber=scrubber)
     return text.rstrip() + "…" if cut else text
 
 
@@ -140,7 +140,7 @@ def check_tools(tools: Sequence[Tool], *, scrubber: Scrubber) -> tuple[list[List
     return kept, problems
 
 
-def exposed_name(server: str, tool: str) -> str:
+def exposed_name(server: str, *, tool: str) -> str:
     """`<server>__<tool>` with every character OpenAI refuses as `_`; past 64 characters, cut and ended with a
     hash of the tool's name, so that two long names stay apart."""
     name = f"{server}__{_UNSAFE.sub('_', tool)}"
@@ -172,7 +172,7 @@ def build_catalog(
             if len(catalog) == MAX_TOOLS:
                 problems.append(f"tool {listed.tool!r} of {server} left out: at most {MAX_TOOLS} tools in all")
                 continue
-            name = _unique(exposed_name(server, listed.tool), set(catalog))
+            name = _unique(exposed_name(server, tool=listed.tool), set(catalog))
             catalog[name] = ToolSpec(name, server, listed.tool, listed.description, listed.parameters, listed.required)
     return catalog, problems
 
@@ -182,7 +182,7 @@ def _describe(value: object) -> str:
     return names.get(type(value), "a number")
 
 
-def parse_arguments(arguments: str | Mapping[str, Any] | None, spec: ToolSpec) -> dict[str, Any]:
+def parse_arguments(arguments: str | Mapping[str, Any] | None, *, spec: ToolSpec) -> dict[str, Any]:
     """A tool call's arguments as a dict: the JSON text a model streamed (an empty text means none), or a
     mapping; raises `ArgumentsError` for anything else, or when a key the tool requires is missing."""
     if arguments is None or (isinstance(arguments, str) and not arguments.strip()):

@@ -239,7 +239,7 @@ class ToolRegistry:
             text = f"Error: there is no tool named {wanted!r}. The tools are: {listed}."
             return self._failure(name[:128], started, "unknown_tool", text)
         try:
-            values = parse_arguments(arguments, spec)
+            values = parse_arguments(arguments, spec=spec)
         except ArgumentsError as error:
             return self._failure(name, started, "bad_arguments", f"Error: {error}", spec)
         text = arguments if isinstance(arguments, str) else json.dumps(values, default=str)

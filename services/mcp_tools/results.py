@@ -89,7 +89,7 @@ def _part(block: ContentBlock) -> str:
     return f"[content of type {_short(str(getattr(block, 'type', '?')))}]"
 
 
-def masked_head(text: str, limit: int, scrubber: Scrubber, *extra: str | None) -> tuple[str, bool]:
+def masked_head(text: str, *, limit: int, scrubber: Scrubber, extra: tuple[str | None, ...] = ()) -> tuple[str, bool]:
     """(the first `limit` characters of `text` once masked of the secrets, whether it was cut).
 
     The masker reads `MASK_MARGIN` characters past the cut, so that a secret across it is masked whole; where a
@@ -118,7 +118,7 @@ def render(
         piece = json.dumps(result.structuredContent, ensure_ascii=False, default=str)
         pieces, total = [piece[: limit + MASK_MARGIN]], len(piece)
     # NUL and lone surrogates go before masking: a NUL inside a secret would otherwise keep it from matching.
-    text, cut = masked_head(clean("".join(pieces)), limit, scrubber, *extra)
+    text, cut = masked_head(clean("".join(pieces)), limit=limit, scrubber=scrubber, extra=extra)
     if cut:
         text += f"\n\n[Result cut: the first {limit:,} of {total:,} characters.]"
     if result.isError:
