@@ -173,10 +173,12 @@ class ToolRegistry:
 
     def status(self) -> list[ServerStatus]:
         """Each server of MCP_SERVERS, in order: whether its tools are offered, how many, and if not, why."""
-        if not self._connections:
-            reason = "not started"
-            return [ServerStatus(server.name, ok=False, tools=0, reason=reason) for server in self._servers]
-        return [self._connections[server.name].status for server in self._servers]
+        reason = "connecting" if self._loop is not None else "not started"
+        statuses = []
+        for server in self._servers:
+            connection = self._connections.get(server.name)  # absent while start() is making them
+            statuses.append(connection.status if connection else ServerStatus(server.name, False, 0, reason))
+        return statuses
 
     async def refresh(self, *, wait: float = CONNECT_TIMEOUT) -> list[ServerStatus]:
         """Read every server's tools again now, and try those that are down; waits at most `wait` seconds."""
