@@ -19,6 +19,7 @@ SECTIONS = {
     "backend": "Backend",
     "sign-in": "Sign in with Hugging Face",
     "chat": "Chat",
+    "tools": "Tools of MCP servers",
     "limits": "Limits",
     "history": "Saved conversations",
     "access": "Access",

@@ -8,12 +8,14 @@ malformed value raises `ConfigError` naming the variable; secret values are neve
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from services.errors import ConfigError
 
@@ -23,6 +25,7 @@ __all__ = [
     "DEFAULT_LOCAL_MODEL",
     "DEFAULT_OPENAI_MODEL",
     "HF_ROUTER_URL",
+    "MCP_SERVER_NAME",
     "VARIABLES",
     "AnonymousChat",
     "BackendChoice",
@@ -110,6 +113,14 @@ class Settings:
     history_conversation_chars: int = 200_000
     history_total_chars: int = 2_000_000
 
+    # (name, url) of each MCP server whose tools the chat model may call, and (name, ((header, value), ...)) of
+    # those given headers of their own.
+    mcp_servers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    mcp_headers: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = field(default=(), repr=False)
+    tool_timeout: float = 30.0  # seconds per tool call
+    max_tool_result_chars: int = 20_000
+    mcp_refresh: float = 300.0  # seconds between two readings of a server's tools
+
     app_auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     theme_mode: ThemeMode = "system"
     mcp_server: bool = True
@@ -126,7 +137,18 @@ class Settings:
         """The secret values in use, so that logs and error texts can be scrubbed of them."""
         passwords = tuple(password for _, password in self.app_auth)
         values = (self.openai_api_key, self.hf_token, self.history_secret, self.oauth_client_secret, *passwords)
-        return tuple(value for value in values if value)
+        return tuple(value for value in (*values, *self._tool_secrets()) if value)
+
+    def _tool_secrets(self) -> tuple[str, ...]:
+        """The MCP servers' URLs (a key may sit in the path or the query) and their query values, and each header
+        value with its last word alone (the token of `Bearer <token>`), which a server may echo without the rest."""
+        values: list[str] = []
+        for _, url in self.mcp_servers:
+            values += [url, *(value for _, value in parse_qsl(urlsplit(url).query))]
+        for _, headers in self.mcp_headers:
+            for _, value in headers:
+                values += [value, value.split()[-1] if value.split() else ""]
+        return tuple(values)
 
     @property
     def on_space(self) -> bool:
@@ -235,6 +257,97 @@ def _credentials(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+# A server's name prefixes its tools' names, which models allow up to 64 characters of [A-Za-z0-9_-].
+MCP_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,23}")
+_NAMED_URL = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]*)=(.*)", re.S)
+# RFC 9110 token characters, and a value of visible ASCII, spaces and tabs (no CR or LF to forge a header with).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,8192}")
+# Headers the MCP transport sets itself, or that would change what the request is.
+_RESERVED_HEADERS = frozenset(
+    {
+        "accept",
+        "connection",
+        "content-length",
+        "content-type",
+        "host",
+        "last-event-id",
+        "mcp-protocol-version",
+        "mcp-session-id",
+        "transfer-encoding",
+    }
+)
+
+
+def _server_name_from(url: str) -> str:
+    """'https://mcp.example.com:8443/mcp' -> 'mcp_example_com_8443': a name for a server given without one."""
+    parts = urlsplit(url)
+    host = re.sub(r"[^a-z0-9]+", "_", (parts.hostname or "").lower()).strip("_")
+    name = f"{host}_{parts.port}" if parts.port else host
+    return name[:24].rstrip("_-") or "server"
+
+
+def _mcp_servers(raw: str) -> tuple[tuple[str, str], ...]:
+    """'search=https://a.example/mcp, https://b.example/mcp' -> (('search', ...), ('b_example', ...)).
+
+    An entry is `name=url` or a bare URL (named after its host). No URL is echoed in a message: one may carry a
+    key in its path or query.
+    """
+    servers: list[tuple[str, str]] = []
+    for number, entry in enumerate((part.strip() for part in raw.split(",")), start=1):
+        if not entry:
+            continue
+        named = _NAMED_URL.fullmatch(entry)
+        name, url = (named.group(1), named.group(2).strip()) if named else (None, entry)
+        if name is not None and not MCP_SERVER_NAME.fullmatch(name):
+            raise ValueError(
+                f"entry {number}: the name {name[:40]!r} must be 1 to 24 letters, digits, '_' or '-', starting "
+                "with a letter or digit."
+            )
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"entry {number} is not an http:// or https:// URL (expected name=https://host/mcp).")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(f"entry {number} has user:password@ in its URL: put credentials in MCP_HEADERS.")
+        name = name or _server_name_from(url)
+        if any(name == seen for seen, _ in servers):
+            raise ValueError(f"two servers are named {name!r}: give each its own name (name=url).")
+        servers.append((name, url))
+    if not servers:
+        raise ValueError("expected comma-separated URLs, each optionally named: name=https://host/mcp.")
+    return tuple(servers)
+
+
+def _mcp_headers(raw: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """'{"search": {"Authorization": "Bearer ..."}}' -> (('search', (('Authorization', 'Bearer ...'),)),).
+
+    Messages name servers and headers, never a value.
+    """
+    if len(raw) > 65_536:
+        raise ValueError(f"is {len(raw):,} characters; at most 65,536.")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        where = f" at character {error.pos}" if isinstance(error, json.JSONDecodeError) else ""
+        raise ValueError(f'is not valid JSON{where}; expected {{"server name": {{"Header-Name": "value"}}}}.') from None
+    if not isinstance(value, dict):
+        raise ValueError('expected a JSON object: {"server name": {"Header-Name": "value"}}.')
+    servers: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    for server, headers in value.items():
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise ValueError(f"the headers of {server[:40]!r} must be a JSON object of strings.")
+        for name, header_value in headers.items():
+            if not _HEADER_NAME.fullmatch(name) or name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"{name[:40]!r} (for {server[:40]!r}) is not a header name that may be set.")
+            if not _HEADER_VALUE.fullmatch(header_value):
+                raise ValueError(
+                    f"the value of {name!r} for {server[:40]!r} must be printable ASCII on one line, at most "
+                    "8,192 characters."
+                )
+        servers.append((server, tuple(headers.items())))
+    return tuple(servers)
+
+
 def _port(raw: str) -> int:
     port: int = _integer(1, 65535)(raw)
     return port
@@ -242,7 +355,7 @@ def _port(raw: str) -> int:
 
 # THE TABLE
 
-Section = Literal["backend", "sign-in", "chat", "limits", "history", "access", "platform"]
+Section = Literal["backend", "sign-in", "chat", "tools", "limits", "history", "access", "platform"]
 
 
 @dataclass(frozen=True)
@@ -493,6 +606,57 @@ VARIABLES: tuple[Variable, ...] = (
         _integer(1),
         "Longest text the text tools accept.",
         "chat",
+    ),
+    # Tools of MCP servers
+    Variable(
+        "MCP_SERVERS",
+        "mcp_servers",
+        _mcp_servers,
+        (
+            "MCP servers (streamable HTTP) whose tools the chat model may call, comma-separated, each "
+            "`name=https://host/mcp` or a bare URL (named after its host); a name prefixes its tools' names. A "
+            "server that is down is left out (and retried) and never stops the Space. A secret because a URL "
+            "may hold a key; credentials go in `MCP_HEADERS`, never in `user:password@`."
+        ),
+        "tools",
+        secret=True,
+    ),
+    Variable(
+        "MCP_HEADERS",
+        "mcp_headers",
+        _mcp_headers,
+        (
+            'Headers for each server of `MCP_SERVERS`, by name, as JSON: `{"search": {"Authorization": '
+            '"Bearer ..."}}`. Each server receives its own headers and nothing else of the Space\'s or a '
+            "visitor's."
+        ),
+        "tools",
+        secret=True,
+    ),
+    Variable(
+        "TOOL_TIMEOUT",
+        "tool_timeout",
+        _number_between(0.1, 600),
+        "Seconds one tool call may take; past it the model is told it timed out.",
+        "tools",
+    ),
+    Variable(
+        "MAX_TOOL_RESULT_CHARS",
+        "max_tool_result_chars",
+        _integer(1_000, 200_000),
+        "Longest tool result passed to the model and shown; the rest is cut, with a notice.",
+        "tools",
+    ),
+    Variable(
+        "MCP_REFRESH_MINUTES",
+        "mcp_refresh",
+        _minutes(1, 24 * 60),
+        (
+            "Minutes between two readings of each server's tool list (a server that announces a change is "
+            "read at once; one that is down is retried sooner)."
+        ),
+        "tools",
+        default="`5`",
     ),
     Variable(
         "QUEUE_MAX_SIZE",
@@ -774,6 +938,10 @@ def _check_together(settings: Settings) -> None:
         raise ConfigError(
             "LLM_MODEL", "is set together with LLM_MODELS: set only LLM_MODELS (its first is the default)."
         )
+    names = {name for name, _ in settings.mcp_servers}
+    for name, _ in settings.mcp_headers:
+        if name not in names:
+            raise ConfigError("MCP_HEADERS", f"names {name[:40]!r}, which is not a server of MCP_SERVERS.")
     if settings.history_total_chars < settings.history_conversation_chars:
         raise ConfigError(
             "HISTORY_TOTAL_CHARS",

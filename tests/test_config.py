@@ -19,7 +19,15 @@ from services.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
-SECRET_FIELDS = {"openai_api_key", "hf_token", "oauth_client_secret", "history_secret", "app_auth"}
+SECRET_FIELDS = {
+    "openai_api_key",
+    "hf_token",
+    "oauth_client_secret",
+    "history_secret",
+    "app_auth",
+    "mcp_servers",
+    "mcp_headers",
+}
 
 
 class TestTable:
@@ -49,7 +57,7 @@ class TestTable:
 
     def test_every_row_says_what_it_means(self):
         """README's table is built from the rows: each has a meaning and a known section."""
-        sections = {"backend", "sign-in", "chat", "limits", "history", "access", "platform"}
+        sections = {"backend", "sign-in", "chat", "tools", "limits", "history", "access", "platform"}
         for variable in VARIABLES:
             assert variable.meaning.strip(), variable.name
             assert variable.section in sections, variable.name
@@ -366,3 +374,112 @@ class TestSecrets:
         """Unset secrets are not listed as empty values."""
         assert Settings().secrets() == ()
         assert load_settings({"HF_TOKEN": "hf_only"}).secrets() == ("hf_only",)
+
+
+class TestToolServers:
+    def test_defaults(self):
+        """No MCP server; a call may take 30 s, a result 20,000 characters; tool lists are read every 5 minutes."""
+        settings = Settings()
+        assert (settings.mcp_servers, settings.mcp_headers) == ((), ())
+        assert (settings.tool_timeout, settings.max_tool_result_chars, settings.mcp_refresh) == (30.0, 20_000, 300.0)
+
+    def test_servers_named_or_named_after_their_host(self):
+        """`name=url` keeps the name; a bare URL is named after its host (and port); blanks are skipped."""
+        raw = " search=https://a.example/mcp ,, https://MCP.b-example.com:8443/mcp?key=k1234567 ,calc=http://c/mcp"
+        assert load_settings({"MCP_SERVERS": raw}).mcp_servers == (
+            ("search", "https://a.example/mcp"),
+            ("mcp_b_example_com_8443", "https://MCP.b-example.com:8443/mcp?key=k1234567"),
+            ("calc", "http://c/mcp"),
+        )
+
+    def test_headers_by_server(self):
+        """MCP_HEADERS gives each named server its own headers, in the order written."""
+        env = {
+            "MCP_SERVERS": "search=https://a.example/mcp,calc=https://b.example/mcp",
+            "MCP_HEADERS": '{"search": {"Authorization": "Bearer tok-123456", "X-Team": "blue"}}',
+        }
+        settings = load_settings(env)
+        assert settings.mcp_headers == (("search", (("Authorization", "Bearer tok-123456"), ("X-Team", "blue"))),)
+
+    BAD_SERVERS = (
+        ("ftp://a.example/mcp", "entry 1 is not an http:// or https:// URL"),  # not HTTP
+        ("a=https://x/mcp, b=/mcp", "entry 2 is not an http:// or https:// URL"),  # no host
+        ("-a=https://x/mcp", "entry 1 is not an http:// or https:// URL"),  # a name must start with a letter or digit
+        ("a=https://x/mcp,a=https://y/mcp", "two servers are named 'a'"),  # the same name twice
+        ("https://x/mcp,https://x/other", "two servers are named 'x'"),  # two bare URLs of one host
+        ("n" * 25 + "=https://x/mcp", "must be 1 to 24 letters"),  # too long for a tool name's prefix
+        (" , ", "expected comma-separated URLs"),  # nothing but commas
+    )
+
+    @pytest.mark.parametrize(("raw", "message"), BAD_SERVERS)
+    def test_malformed_servers(self, raw, message):
+        """Each malformed list is refused at start-up, saying which entry and why."""
+        with pytest.raises(ConfigError, match=r"^MCP_SERVERS: ") as info:
+            load_settings({"MCP_SERVERS": raw})
+        assert message in str(info.value)
+
+    def test_url_credentials_are_refused_and_not_echoed(self):
+        """user:password@ is refused (headers are the place for credentials), and the message repeats neither
+        the password nor the URL."""
+        with pytest.raises(ConfigError) as info:
+            load_settings({"MCP_SERVERS": "s=https://ada:hunter22@x.example/mcp"})
+        assert "put credentials in MCP_HEADERS" in str(info.value)
+        assert "hunter22" not in str(info.value)
+        assert "x.example" not in str(info.value)
+
+    BAD_HEADERS = (
+        ('{"s": {"X-Key": "v1"', "is not valid JSON at character 20"),  # cut short
+        ('["s"]', "expected a JSON object"),  # not an object
+        ('{"s": "Bearer v1"}', "the headers of 's' must be a JSON object of strings"),  # no header name
+        ('{"s": {"X-Key": 12345678}}', "the headers of 's' must be a JSON object of strings"),  # not a string
+        ('{"s": {"Host": "evil.example"}}', "'Host' (for 's') is not a header name that may be set"),  # reserved
+        ('{"s": {"Mcp-Session-Id": "x"}}', "is not a header name that may be set"),  # the transport's own
+        ('{"s": {"Bad Name": "x"}}', "is not a header name that may be set"),  # a space in the name
+        ('{"s": {"X-Key": "v1\\r\\nX-Other: v2"}}', "printable ASCII on one line"),  # a forged second header
+        ('{"other": {"X-Key": "v1"}}', "names 'other', which is not a server of MCP_SERVERS"),  # unknown server
+        ("[" * 60_000, "is not valid JSON"),  # nested past the parser's depth
+        ('{"s": {"X-Key": "' + "k" * 70_000 + '"}}', "is 70,020 characters; at most 65,536"),  # too long to parse
+    )
+
+    @pytest.mark.parametrize(("raw", "message"), BAD_HEADERS)
+    def test_malformed_headers(self, raw, message):
+        """Each malformed MCP_HEADERS is refused, naming the server and header, never a value."""
+        with pytest.raises(ConfigError, match=r"^MCP_HEADERS: ") as info:
+            load_settings({"MCP_SERVERS": "s=https://x/mcp", "MCP_HEADERS": raw})
+        assert message in str(info.value)
+        assert "v1" not in str(info.value)
+        assert "v2" not in str(info.value)
+
+    def test_headers_are_secrets_with_their_token(self):
+        """The scrubber gets each header value, the token after `Bearer ` alone, and the servers' URLs with
+        the values of their queries (a key may sit there)."""
+        settings = load_settings(
+            {
+                "MCP_SERVERS": "s=https://x.example/mcp?api_key=qkey-123456",
+                "MCP_HEADERS": '{"s": {"Authorization": "Bearer tok-123456", "X-Key": "raw-key-7890"}}',
+            }
+        )
+        assert settings.secrets() == (
+            "https://x.example/mcp?api_key=qkey-123456",
+            "qkey-123456",
+            "Bearer tok-123456",
+            "tok-123456",
+            "raw-key-7890",
+            "raw-key-7890",
+        )
+        assert "tok-123456" not in repr(settings)
+        assert "x.example" not in repr(settings)
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({"TOOL_TIMEOUT": "0"}, "TOOL_TIMEOUT: must be between 0.1 and 600, got '0'."),
+            ({"MAX_TOOL_RESULT_CHARS": "999"}, "MAX_TOOL_RESULT_CHARS: must be at least 1000 and at most 200000"),
+            ({"MCP_REFRESH_MINUTES": "0"}, "MCP_REFRESH_MINUTES: must be at least 1 and at most 1440, got 0."),
+        ],
+    )
+    def test_limits(self, env, message):
+        """The tool limits are bounded."""
+        with pytest.raises(ConfigError) as info:
+            load_settings(env)
+        assert str(info.value).startswith(message)

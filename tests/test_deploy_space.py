@@ -424,6 +424,7 @@ class TestWait:
 
 @pytest.mark.e2e
 class TestSmoke:
+    @pytest.mark.unit
     def test_failing_smoke_fails_the_deploy(self, project, clock, capsys):
         """A Space that does not answer /greet makes the CLI exit 1 with the reason."""
         hub = FakeHub()
@@ -433,6 +434,7 @@ class TestSmoke:
         assert code == 1
         assert "did not answer" in capsys.readouterr().err
 
+    @pytest.mark.unit
     def test_no_smoke_flag(self, project, clock):
         """--no-smoke deploys and waits without calling /greet."""
         hub, smoke = FakeHub(), FakeSmoke()
@@ -442,6 +444,7 @@ class TestSmoke:
         assert smoke.calls == []
         assert "get_space_runtime" in hub.names()
 
+    @pytest.mark.e2e
     def test_gradio_smoke_against_the_real_app(self, tmp_path):
         """The default smoke test calls the real app's /greet through gradio_client and gets the greeting."""
         from tests.support.apps import start_app, stop_app
@@ -452,6 +455,7 @@ class TestSmoke:
         finally:
             stop_app(app)
 
+    @pytest.mark.e2e
     @pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas deprecations inside gradio, not ours
     def test_gradio_smoke_wrong_answer(self):
         """An app that answers /greet with something else fails the smoke test."""
@@ -467,6 +471,7 @@ class TestSmoke:
         finally:
             demo.close()
 
+    @pytest.mark.unit
     def test_gradio_smoke_no_answer_retries_then_fails(self):
         """Nothing listening: every attempt fails, with a pause between, then SmokeTestError."""
         with socket.socket() as sock:
@@ -494,7 +499,20 @@ SPACE_ROWS = [
 
 def sample_value(variable: Variable) -> str:
     """A value the variable's own parser takes, from a few that between them suit every row."""
-    for value in ("1", "60", "1048576", "auto", "owner", "system", "true", "admin:pw", "https://api.example.com/v1"):
+    samples = (
+        "1",
+        "60",
+        "1048576",
+        "auto",
+        "owner",
+        "system",
+        "true",
+        "admin:pw",
+        "https://api.example.com/v1",
+        "{}",
+        "2000",
+    )
+    for value in samples:
         try:
             variable.parse(value)
         except ValueError:
