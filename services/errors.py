@@ -18,6 +18,7 @@ __all__ = [
     "BackendRequestError",
     "BackendTimeoutError",
     "BackendUnavailableError",
+    "BudgetExceededError",
     "ConfigError",
     "ConversationError",
     "RateLimitedError",
@@ -90,6 +91,15 @@ class RateLimitedError(ServiceError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BudgetExceededError(RateLimitedError):
+    """Raised when a chat on the owner's account would go past a daily token budget; `budget` says which one
+    ("owner" or "address") and `retry_after` when it resets, in seconds."""
+
+    def __init__(self, message: str, *, budget: str, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.budget = budget
 
 
 # BACKEND ERRORS
