@@ -14,7 +14,6 @@ resets, and what to do. The counters live in memory: a restart begins the day ag
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import threading
@@ -205,7 +204,3 @@ class DailyBudgets:
             f"{what} ({variable}): {resets}.{advice}", budget=which, retry_after=self._resets_in()
         )
 
-
-def utc_midnight(now: float) -> dt.datetime:
-    """The next midnight UTC after `now` (for people: the README and the status line name it)."""
-    return dt.datetime.fromtimestamp((int(now // _DAY) + 1) * _DAY, tz=dt.UTC)
