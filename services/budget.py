@@ -203,4 +203,3 @@ class DailyBudgets:
         return BudgetExceededError(
             f"{what} ({variable}): {resets}.{advice}", budget=which, retry_after=self._resets_in()
         )
-
