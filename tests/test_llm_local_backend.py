@@ -29,11 +29,13 @@ from services.errors import (
     ValidationError,
 )
 from services.llm import create_backend
-from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message, Usage
 from services.llm.local_backend import LocalBackend, _as_backend_error, load_model
 from services.redact import Scrubber
 from tests.support.fake_openai import free_port
 from tests.support.tiny_model import build_tiny_model
+
+pytestmark = pytest.mark.unit
 
 GREEDY = GenerationParams(temperature=0, max_tokens=20)
 LONG = GenerationParams(temperature=0, max_tokens=4000)  # many seconds of work on the slow model if not stopped
@@ -217,7 +219,7 @@ class TestStream:
         Delta says the reply stopped at max_tokens."""
         deltas = collect(LocalBackend(backend.loaded, piece_interval=0), chat())
         assert len(deltas) == GREEDY.max_tokens + 1
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
         assert all(len(delta.text.split()) == 1 for delta in deltas[:-1])
         assert all((delta.thinking, delta.finish_reason) == ("", None) for delta in deltas[:-1])
 
@@ -235,13 +237,23 @@ class TestStream:
         expected = direct_greedy(backend, conversation(), GREEDY.max_tokens)
         assert expected.strip()
         assert text_of(deltas) == expected
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
 
     def test_max_tokens_is_max_new_tokens(self, backend: LocalBackend):
         """max_tokens counts new tokens only (one word per token with this tokenizer)."""
         deltas = collect(backend, chat(params=GenerationParams(temperature=0, max_tokens=7)))
         assert len(text_of(deltas).split()) == 7
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
+
+    def test_the_last_delta_counts_tokens_with_the_tokenizer(self, backend: LocalBackend):
+        """The last Delta carries the reply's usage, counted, not estimated: the prompt as the chat template
+        writes it, and the tokens generated; the prompt's count is what `estimate_prompt_tokens` says before."""
+        request = chat(params=GenerationParams(temperature=0, max_tokens=7))
+        prompt = backend.estimate_prompt_tokens(request)
+        assert prompt == backend.count_tokens(request.messages) > len(request.messages)
+        deltas = collect(backend, request)
+        assert deltas[-1].usage == Usage(prompt, 7)
+        assert all(delta.usage is None for delta in deltas[:-1])
 
     def test_a_reply_that_ends_by_itself_stops(self, early_stop: tuple[LocalBackend, str]):
         """A reply that reaches an end token before max_tokens ends with finish_reason "stop"."""
@@ -249,7 +261,7 @@ class TestStream:
         deltas = collect(stopping, chat())
         assert text_of(deltas) == expected
         assert 0 < len(expected.split()) < GREEDY.max_tokens
-        assert deltas[-1] == Delta(finish_reason="stop")
+        assert deltas[-1].finish_reason == "stop"
 
     def test_sampling_streams_text(self, backend: LocalBackend):
         """A temperature above 0 samples, and still streams words of the vocabulary."""
@@ -277,7 +289,7 @@ class TestStream:
             "window is 256: start a new conversation."
         )
         assert live_threads() == []
-        assert collect(backend, chat())[-1] == Delta(finish_reason="length")
+        assert collect(backend, chat())[-1].finish_reason == "length"
 
     def test_without_fit_the_reply_ends_at_the_window(self, backend: LocalBackend):
         """A caller that skips fit() gets the tokens that still fit, and finish_reason "length"."""
@@ -286,7 +298,7 @@ class TestStream:
         assert room == 10  # fewer than GREEDY.max_tokens
         deltas = collect(backend, request)
         assert len(text_of(deltas).split()) == room
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
 
     def test_a_failure_inside_generate_is_a_backend_error(self, backend: LocalBackend):
         """generate raising (here on a negative temperature, which the chat layer never lets through) becomes
@@ -433,7 +445,7 @@ class TestStop:
 
         deltas = asyncio.run(run())
         assert len(text_of(deltas).split()) == 3
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
         assert live_threads() == []
 
     def test_two_slots_stream_two_replies_at_once(self, slow_dir: Path):

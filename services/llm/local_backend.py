@@ -70,7 +70,7 @@ from services.errors import (
     ServiceError,
     ValidationError,
 )
-from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message, Usage
 
 __all__ = ["LoadedModel", "LocalBackend", "load_model"]
 
@@ -400,6 +400,10 @@ class LocalBackend:
         """Tokens of the prompt the model would read: the chat template applied, with the assistant's cue."""
         return len(self._prompt_ids(messages))
 
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        """Exact here: the model's tokenizer counts the prompt as the chat template writes it."""
+        return self.count_tokens(request.messages)
+
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         tokenizer = self.loaded.tokenizer
         try:
@@ -496,7 +500,8 @@ class LocalBackend:
                 elif kind == "error":
                     raise value
                 else:
-                    yield Delta(finish_reason=value)
+                    reason, usage = value if isinstance(value, tuple) else (value, None)
+                    yield Delta(finish_reason=reason, usage=usage)
                     return
         finally:
             # Runs on normal end, on error, and when the consumer closes us early (aclose, GeneratorExit,
@@ -536,7 +541,7 @@ class LocalBackend:
                         outcome = ("error", item)
                         break
                     if isinstance(item, tuple):
-                        outcome = ("end", item[1])  # ("finish", reason): the last item
+                        outcome = ("end", item[1:])  # ("finish", reason, usage): the last item
                         break
                     if item:
                         send("piece", item)
@@ -562,9 +567,9 @@ class LocalBackend:
 
     def _generate(
         self, messages: list[Message], params: GenerationParams
-    ) -> Iterator[str | BackendError | tuple[str, str]]:
-        """Yield the reply's text pieces, "" while the model is silent, and last ("finish", reason); runs inside
-        the GPU lease.
+    ) -> Iterator[str | BackendError | tuple[str, str, Usage]]:
+        """Yield the reply's text pieces, "" while the model is silent, and last ("finish", reason, usage); runs
+        inside the GPU lease.
 
         A failure is yielded, not raised: on ZeroGPU an exception raised in the worker reaches the main process
         as its class name only (wrappers.py, `exception_result` and `error("ZeroGPU worker error",
@@ -643,4 +648,6 @@ class LocalBackend:
             logger.error("Local generation failed", exc_info=failures[0])
             yield _as_backend_error(failures[0])
             return
-        yield ("finish", "length" if streamer.generated >= max_new_tokens else "stop")
+        # Counted by the model's own tokenizer: the prompt as the chat template wrote it, the tokens generated.
+        usage = Usage(len(prompt_ids), streamer.generated)
+        yield ("finish", "length" if streamer.generated >= max_new_tokens else "stop", usage)
