@@ -317,7 +317,8 @@ class TestStream:
     def test_what_crosses_the_zerogpu_process_boundary_pickles(self):
         """On ZeroGPU the arguments and every yielded value (errors and the finish included) are pickled between
         processes."""
-        for value in (conversation(), GREEDY, "a piece", ("finish", "length"), ("finish", "stop")):
+        finishes = (("finish", "length", Usage(17, 20)), ("finish", "stop", Usage(17, 4)))
+        for value in (conversation(), GREEDY, "a piece", *finishes):
             assert pickle.loads(pickle.dumps(value)) == value
         for error in (
             BackendRequestError("too long"),
