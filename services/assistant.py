@@ -95,6 +95,9 @@ class Assistant:
         return TurnPlan(Turn("user", text), prepared.request, route, params, prepared.dropped)
 
     def stream(self, plan: TurnPlan) -> AsyncIterator[Reply]:
-        """The reply so far, coalesced at the answering backend's interval (`services.chat.stream_reply`)."""
+        """The reply so far, coalesced at the answering backend's interval (`services.chat.stream_reply`), and
+        cut at REPLY_TIMEOUT."""
         backend = plan.route.backend
-        return stream_reply(backend, plan.request, interval=backend.stream_interval)
+        return stream_reply(
+            backend, plan.request, interval=backend.stream_interval, timeout=self.settings.reply_timeout
+        )

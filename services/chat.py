@@ -6,16 +6,28 @@ same limits, defaults and error texts apply to all of them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from services.config import Settings
 from services.conversation import Turn, to_messages
-from services.errors import StreamInterruptedError, ValidationError
-from services.llm.base import ChatBackend, ChatRequest, GenerationParams, Message
+from services.errors import (
+    BackendAuthError,
+    BackendNotConfiguredError,
+    BackendRateLimitError,
+    BackendRequestError,
+    BackendUnavailableError,
+    ReplyOverrunError,
+    ReplyTimeoutError,
+    StreamInterruptedError,
+    ValidationError,
+)
+from services.llm.alarm import Alarm
+from services.llm.base import ChatBackend, ChatRequest, GenerationParams, Message, Usage, estimate_tokens
 from services.reasoning import ThinkSplitter
 from services.text import clean
 from services.trimming import keep_newest
@@ -55,13 +67,17 @@ class PreparedChat:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A reply so far: the answer, the thinking before it, and once the answer has started, how long it thought."""
+    """A reply so far: the answer, the thinking before it, and once the answer has started, how long it thought.
+
+    The last (`done`) carries `usage`: what the reply cost, as the server or the model counted it, else estimated.
+    """
 
     text: str = ""
     thinking: str = ""
     thinking_seconds: float | None = None
     finish_reason: str | None = None
     done: bool = False
+    usage: Usage | None = None
 
     @property
     def thinking_now(self) -> bool:
@@ -177,14 +193,58 @@ def prepare_chat(
     return PreparedChat(request=request, dropped=dropped + dropped_to_fit)
 
 
-async def stream_reply(backend: ChatBackend, request: ChatRequest, *, interval: float = 0.0) -> AsyncIterator[Reply]:
+# A reply is clearly past max_tokens when it holds more than this many characters a token (answer and thinking),
+# plus a margin: tokens average about 4 characters, and even a reply of long tokens (runs of spaces in code,
+# rules of "=") stays under 8 on the whole; the margin keeps a short max_tokens from cutting a few long ones.
+_OVERRUN_CHARS_PER_TOKEN = 8
+_OVERRUN_MARGIN_CHARS = 1_000
+# Where a server counts its tokens as it streams them (vLLM's continuous usage stats), its count decides, with a
+# margin for a server that counts an end-of-text token or two more than it writes.
+_OVERRUN_MARGIN_TOKENS = 16
+# Failures that prove the model wrote nothing, so the reply cost nothing: the server refused the request or
+# could not be reached, before any piece arrived.
+_REFUSALS = (
+    BackendAuthError,
+    BackendNotConfiguredError,
+    BackendRateLimitError,
+    BackendRequestError,
+    BackendUnavailableError,
+)
+
+
+def _past_max_tokens(chars: int, usage: Usage | None, *, max_tokens: int, finished: bool) -> bool:
+    """Whether a reply of `chars` characters so far (and the server's count, once it has ended no more) is
+    clearly longer than `max_tokens`; a count that arrives with or after the end is accounting, not a runaway."""
+    if chars > max_tokens * _OVERRUN_CHARS_PER_TOKEN + _OVERRUN_MARGIN_CHARS:
+        return True
+    return usage is not None and not finished and usage.completion_tokens > max_tokens + _OVERRUN_MARGIN_TOKENS
+
+
+async def stream_reply(
+    backend: ChatBackend,
+    request: ChatRequest,
+    *,
+    interval: float = 0.0,
+    timeout: float | None = None,
+    on_usage: Callable[[Usage], None] | None = None,
+) -> AsyncIterator[Reply]:
     """Yield the reply so far, at most once per `interval` seconds, and always the first piece, the moment the
-    answer starts after thinking, and the end (`done`).
+    answer starts after thinking, and the end (`done`, with the reply's `usage`).
 
     Coalescing trades nothing a reader can see (40 ms is under one frame of reading) for far fewer updates on
     the wire and in Gradio's diffing. Thinking in `<think>` tags is split from the answer here, whatever the
     backend; the time spent thinking runs from its first piece to the answer's first.
+
+    Every reply ends, whatever the backend does: past `timeout` seconds from the request (REPLY_TIMEOUT) it is
+    cut with `ReplyTimeoutError`, and once it is clearly longer than its max_tokens (a server that ignores the
+    limit) with `ReplyOverrunError`; both keep what arrived, as `StreamInterruptedError` does.
+
+    `on_usage` is called once when the reply ends, however it ends (done, cut, or its consumer gone), with what
+    it cost: the server's or the model's own count, else an estimate from characters (`Usage.estimated`). It is
+    not called when the backend refused the request before writing anything (rejected credentials, a 4xx, no
+    server to reach). It must not raise.
     """
+    max_tokens = request.params.max_tokens
     splitter = ThinkSplitter()
     text = thinking = ""
     seconds: float | None = None
@@ -192,40 +252,95 @@ async def stream_reply(backend: ChatBackend, request: ChatRequest, *, interval: 
     finish: str | None = None
     sent_at = -math.inf
     changed = False
-    # `aclosing` closes the backend promptly when our consumer stops early (Stop pressed, tab closed, job
-    # cancelled): Gradio throws GeneratorExit into this generator, and the backend's own cleanup then runs.
-    async with aclosing(backend.stream(request)) as stream:  # type: ignore[type-var]
-        try:
-            async for delta in stream:
-                answer, thought = splitter.feed(delta.text) if delta.text else ("", "")
-                thought = delta.thinking + thought
-                finish = delta.finish_reason or finish
-                if not (answer or thought):
-                    continue
-                now = time.monotonic()
-                if thought:
-                    thinking_since = now if thinking_since is None else thinking_since
-                    thinking += thought
-                started = bool(answer) and not text
-                if answer:
-                    if started and thinking_since is not None:
-                        seconds = round(now - thinking_since, 1)
-                    text += answer
-                changed = True
-                if started or now - sent_at >= interval:
-                    sent_at, changed = now, False
+    received = 0  # characters of answer and thinking, as the backend sent them
+    reported: Usage | None = None
+    cost: Usage | None = None
+    charged = True
+    loop = asyncio.get_running_loop()
+    # One timer for the whole reply (services.llm.alarm); it cuts only the wait for the backend, never our consumer.
+    seconds_allowed = math.inf if timeout is None else timeout
+    deadline = Alarm(loop.time() + seconds_allowed, loop=loop) if timeout is not None else None
+    try:
+        # `aclosing` closes the backend promptly when our consumer stops early (Stop pressed, tab closed, job
+        # cancelled), and when a limit ends the reply here: the backend's own cleanup then closes the upstream.
+        async with aclosing(backend.stream(request)) as stream:  # type: ignore[type-var]
+            try:
+                while True:
+                    if deadline is not None:
+                        if deadline.rang:
+                            raise _too_late(seconds_allowed)
+                        deadline.enter()
+                    try:
+                        delta = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.CancelledError:
+                        if deadline is not None and deadline.expired():
+                            raise _too_late(seconds_allowed) from None
+                        raise
+                    finally:
+                        if deadline is not None:
+                            deadline.leave()
+                    received += len(delta.text) + len(delta.thinking)
+                    reported = delta.usage or reported
+                    finish = delta.finish_reason or finish
+                    if _past_max_tokens(received, reported, max_tokens=max_tokens, finished=finish is not None):
+                        raise ReplyOverrunError(
+                            f"The reply was stopped: the model server went on writing well past max_tokens "
+                            f"({max_tokens} tokens), a limit it should keep to. Raise Max tokens for a longer "
+                            "reply; if this happens again, the server ignores max_tokens."
+                        )
+                    answer, thought = splitter.feed(delta.text) if delta.text else ("", "")
+                    thought = delta.thinking + thought
+                    if not (answer or thought):
+                        continue
+                    now = time.monotonic()
+                    if thought:
+                        thinking_since = now if thinking_since is None else thinking_since
+                        thinking += thought
+                    started = bool(answer) and not text
+                    if answer:
+                        if started and thinking_since is not None:
+                            seconds = round(now - thinking_since, 1)
+                        text += answer
+                    changed = True
+                    if started or now - sent_at >= interval:
+                        sent_at, changed = now, False
+                        yield Reply(text, thinking, seconds, None)
+            except StreamInterruptedError as error:
+                # Show everything that did arrive before the error says the reply was cut.
+                if changed:
                     yield Reply(text, thinking, seconds, None)
-        except StreamInterruptedError as error:
-            # Show everything that did arrive before the error says the reply was cut.
-            if changed:
-                yield Reply(text, thinking, seconds, None)
-            error.partial = text
-            raise
-    answer, thought = splitter.flush()
-    text, thinking = text + answer, thinking + thought
-    if thinking and seconds is None and thinking_since is not None:
-        seconds = round(time.monotonic() - thinking_since, 1)
-    yield Reply(text, thinking, seconds, finish, done=True)
+                error.partial = text
+                raise
+            except _REFUSALS:
+                charged = received > 0 or reported is not None
+                raise
+        answer, thought = splitter.flush()
+        text, thinking = text + answer, thinking + thought
+        if thinking and seconds is None and thinking_since is not None:
+            seconds = round(time.monotonic() - thinking_since, 1)
+        cost = _cost(backend, request, reported, received)
+        yield Reply(text, thinking, seconds, finish, done=True, usage=cost)
+    finally:
+        if deadline is not None:
+            deadline.close()
+        if on_usage is not None and charged:
+            on_usage(cost or _cost(backend, request, reported, received))
+
+
+def _too_late(timeout: float) -> ReplyTimeoutError:
+    return ReplyTimeoutError(
+        f"The reply was cut off: it took longer than {timeout:g} s, the longest a reply may take here "
+        "(REPLY_TIMEOUT). Ask for a shorter reply (lower Max tokens), or raise REPLY_TIMEOUT."
+    )
+
+
+def _cost(backend: ChatBackend, request: ChatRequest, reported: Usage | None, received: int) -> Usage:
+    """What a reply cost: the backend's count when it gave one, else an estimate from characters."""
+    if reported is not None:
+        return reported
+    return Usage(backend.estimate_prompt_tokens(request), estimate_tokens(received), estimated=True)
 
 
 def finished_turn(reply: Reply, *, params: GenerationParams, notice: str = "") -> Turn:

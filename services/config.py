@@ -64,7 +64,8 @@ class Settings:
     llm_model: str | None = None
     llm_models: tuple[str, ...] = ()
     llm_connect_timeout: float = 10.0  # seconds
-    llm_timeout: float = 60.0  # seconds between two bytes of a reply
+    llm_timeout: float = 60.0  # seconds between two pieces of a reply (comments and empty chunks are no piece)
+    reply_timeout: float = 300.0  # seconds one reply may take in all, whatever the backend
     llm_max_retries: int = 2
 
     local_model: str | None = None  # None: DEFAULT_GPU_LOCAL_MODEL on a GPU, else DEFAULT_LOCAL_MODEL
@@ -443,7 +444,21 @@ VARIABLES: tuple[Variable, ...] = (
         "LLM_TIMEOUT",
         "llm_timeout",
         _number_between(0.1, 3600),
-        "Seconds to wait for the server between two pieces of a reply.",
+        (
+            "Seconds to wait for the server between two pieces of a reply; keep-alive comments and empty chunks "
+            "do not count as pieces."
+        ),
+        "backend",
+    ),
+    Variable(
+        "REPLY_TIMEOUT",
+        "reply_timeout",
+        _number_between(1, 86_400),
+        (
+            "Seconds one reply may take in all, from the request to its last piece, for every backend; past it "
+            "the reply ends with what arrived and says why. 300 fits a reply of 4,096 tokens from a server "
+            "writing 15 tokens a second."
+        ),
         "backend",
     ),
     Variable(

@@ -22,6 +22,8 @@ __all__ = [
     "ConfigError",
     "ConversationError",
     "RateLimitedError",
+    "ReplyOverrunError",
+    "ReplyTimeoutError",
     "ServiceError",
     "SignInRequiredError",
     "SnapshotError",
@@ -170,3 +172,11 @@ class StreamInterruptedError(BackendError):
     def __init__(self, message: str, *, partial: str = "") -> None:
         super().__init__(message)
         self.partial = partial
+
+
+class ReplyTimeoutError(StreamInterruptedError, TimeoutError):
+    """Raised when a reply runs past its deadline (REPLY_TIMEOUT), however steadily it streams."""
+
+
+class ReplyOverrunError(StreamInterruptedError):
+    """Raised when a reply is clearly longer than the max_tokens it was asked for: the server ignores the limit."""

@@ -12,8 +12,8 @@ from services.assistant import Assistant, Caller
 from services.chat import ChatOptions, Reply
 from services.config import Settings
 from services.conversation import Turn
-from services.errors import RateLimitedError, SignInRequiredError, ValidationError
-from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams
+from services.errors import RateLimitedError, ReplyTimeoutError, SignInRequiredError, ValidationError
+from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Usage
 from services.ratelimit import ChatRateLimits
 
 pytestmark = pytest.mark.unit
@@ -28,10 +28,16 @@ class ScriptedBackend:
     concurrency_limit: int | None = None
 
     def __init__(
-        self, pieces: Sequence[str] = (), *, stream_interval: float = 0.0, models: tuple[str, ...] = ("m1", "m2")
+        self,
+        pieces: Sequence[str] = (),
+        *,
+        stream_interval: float = 0.0,
+        models: tuple[str, ...] = ("m1", "m2"),
+        forever: bool = False,
     ) -> None:
         self.pieces = pieces
         self.models = models
+        self.forever = forever  # after the pieces, wait for ever instead of ending
         self.stream_interval = stream_interval
         self.calls: list[str] = []
         self.requests: list[ChatRequest] = []
@@ -44,11 +50,16 @@ class ScriptedBackend:
         self.requests.append(request)
         return request, 0
 
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        return 7
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         self.calls.append("stream")
         for piece in self.pieces:
             await asyncio.sleep(0)
             yield Delta(text=piece)
+        if self.forever:
+            await asyncio.Event().wait()
 
     async def aclose(self) -> None:
         self.calls.append("aclose")
@@ -199,7 +210,8 @@ class TestStream:
         async def run() -> list[Reply]:
             return [reply async for reply in helper.stream(plan)]
 
-        assert asyncio.run(run()) == [Reply("Hel"), Reply("Hello"), Reply("Hello", done=True)]
+        done = Reply("Hello", done=True, usage=Usage(7, 2, estimated=True))
+        assert asyncio.run(run()) == [Reply("Hel"), Reply("Hello"), done]
         assert router.calls == ["fit", "stream"]
         assert owner.calls == []
 
@@ -212,4 +224,18 @@ class TestStream:
         async def run() -> list[Reply]:
             return [reply async for reply in helper.stream(plan)]
 
-        assert asyncio.run(run()) == [Reply("a"), Reply("abc", done=True)]
+        assert asyncio.run(run()) == [Reply("a"), Reply("abc", done=True, usage=Usage(7, 1, estimated=True))]
+
+    def test_replies_end_at_reply_timeout(self):
+        """The stream is cut at the settings' REPLY_TIMEOUT, whichever backend answers."""
+        owner = ScriptedBackend(["a"], forever=True, models=("m1",))
+        settings = Settings(system_prompt="sys", reply_timeout=0.2)
+        helper = Assistant(settings, Access(owner=owner), ChatRateLimits(per_session=None, per_ip=None))
+        plan = helper.plan(CALLER, "hi", [])
+
+        async def run() -> None:
+            async for _ in helper.stream(plan):
+                pass
+
+        with pytest.raises(ReplyTimeoutError, match=r"longer than 0\.2 s"):
+            asyncio.run(asyncio.wait_for(run(), 5))

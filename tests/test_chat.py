@@ -4,6 +4,7 @@ its thinking, and the turn kept at the end."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import types
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from services.chat import (
 from services.config import Settings
 from services.conversation import Turn
 from services.errors import BackendUnavailableError, StreamInterruptedError, ValidationError
-from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message, estimate_prompt_tokens
+
+pytestmark = pytest.mark.unit
 
 pytestmark = pytest.mark.unit
 
@@ -88,6 +91,9 @@ class ScriptedBackend:
         messages = [*request.messages[:head], *request.messages[head + self.drop :]]
         return ChatRequest(messages, request.params, model=request.model, api_key=request.api_key), self.drop
 
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        return estimate_prompt_tokens(request.messages)
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         self.streamed.append(request)
         try:
@@ -111,10 +117,13 @@ REQUEST = ChatRequest([{"role": "user", "content": "hi"}], PARAMS)
 
 
 def replies(backend: ScriptedBackend, *, interval: float = 0.0) -> list[Reply]:
-    """Every update `stream_reply` yields for one request to `backend`."""
+    """Every update `stream_reply` yields for one request to `backend`, without the last one's usage (see
+    tests/test_chat_reply_limits.py)."""
 
     async def run() -> list[Reply]:
-        return [reply async for reply in stream_reply(backend, REQUEST, interval=interval)]
+        return [
+            dataclasses.replace(reply, usage=None) async for reply in stream_reply(backend, REQUEST, interval=interval)
+        ]
 
     return asyncio.run(run())
 

@@ -31,7 +31,7 @@ from services.errors import (
     ZeroGPUError,
 )
 from services.llm import create_backend, local_backend, zerogpu
-from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message, Usage
 from services.llm.local_backend import LocalBackend, _as_backend_error, default_model, load_model
 from services.llm.zerogpu import LeasePlanner, Timing
 from services.redact import Scrubber
@@ -225,7 +225,7 @@ class TestStream:
         Delta says the reply stopped at max_tokens."""
         deltas = collect(LocalBackend(backend.loaded, piece_interval=0), chat())
         assert len(deltas) == GREEDY.max_tokens + 1
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
         assert all(len(delta.text.split()) == 1 for delta in deltas[:-1])
         assert all((delta.thinking, delta.finish_reason) == ("", None) for delta in deltas[:-1])
 
@@ -243,13 +243,23 @@ class TestStream:
         expected = direct_greedy(backend, conversation(), GREEDY.max_tokens)
         assert expected.strip()
         assert text_of(deltas) == expected
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
 
     def test_max_tokens_is_max_new_tokens(self, backend: LocalBackend):
         """max_tokens counts new tokens only (one word per token with this tokenizer)."""
         deltas = collect(backend, chat(params=GenerationParams(temperature=0, max_tokens=7)))
         assert len(text_of(deltas).split()) == 7
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
+
+    def test_the_last_delta_counts_tokens_with_the_tokenizer(self, backend: LocalBackend):
+        """The last Delta carries the reply's usage, counted, not estimated: the prompt as the chat template
+        writes it, and the tokens generated; the prompt's count is what `estimate_prompt_tokens` says before."""
+        request = chat(params=GenerationParams(temperature=0, max_tokens=7))
+        prompt = backend.estimate_prompt_tokens(request)
+        assert prompt == backend.count_tokens(request.messages) > len(request.messages)
+        deltas = collect(backend, request)
+        assert deltas[-1].usage == Usage(prompt, 7)
+        assert all(delta.usage is None for delta in deltas[:-1])
 
     def test_a_reply_that_ends_by_itself_stops(self, early_stop: tuple[LocalBackend, str]):
         """A reply that reaches an end token before max_tokens ends with finish_reason "stop"."""
@@ -257,7 +267,7 @@ class TestStream:
         deltas = collect(stopping, chat())
         assert text_of(deltas) == expected
         assert 0 < len(expected.split()) < GREEDY.max_tokens
-        assert deltas[-1] == Delta(finish_reason="stop")
+        assert deltas[-1].finish_reason == "stop"
 
     def test_sampling_streams_text(self, backend: LocalBackend):
         """A temperature above 0 samples, and still streams words of the vocabulary."""
@@ -285,7 +295,7 @@ class TestStream:
             "window is 256: start a new conversation."
         )
         assert live_threads() == []
-        assert collect(backend, chat())[-1] == Delta(finish_reason="length")
+        assert collect(backend, chat())[-1].finish_reason == "length"
 
     def test_without_fit_the_reply_ends_at_the_window(self, backend: LocalBackend):
         """A caller that skips fit() gets the tokens that still fit, and finish_reason "length"."""
@@ -294,7 +304,7 @@ class TestStream:
         assert room == 10  # fewer than GREEDY.max_tokens
         deltas = collect(backend, request)
         assert len(text_of(deltas).split()) == room
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
 
     def test_a_failure_inside_generate_is_a_backend_error(self, backend: LocalBackend):
         """generate raising (here on a negative temperature, which the chat layer never lets through) becomes
@@ -313,14 +323,8 @@ class TestStream:
     def test_what_crosses_the_zerogpu_process_boundary_pickles(self):
         """On ZeroGPU the arguments and every yielded value (errors and the finish included) are pickled between
         processes."""
-        for value in (
-            conversation(),
-            GREEDY,
-            "a piece",
-            Timing(12, 0.01, 20, 0.2),
-            ("finish", "length"),
-            ("finish", "stop"),
-        ):
+        finishes = (("finish", "length", Usage(17, 20)), ("finish", "stop", Usage(17, 4)))
+        for value in (conversation(), GREEDY, "a piece", Timing(12, 0.01, 20, 0.2), *finishes):
             assert pickle.loads(pickle.dumps(value)) == value
         for error in (
             BackendRequestError("too long"),
@@ -463,7 +467,7 @@ class TestStop:
 
         deltas = asyncio.run(run())
         assert len(text_of(deltas).split()) == 3
-        assert deltas[-1] == Delta(finish_reason="length")
+        assert deltas[-1].finish_reason == "length"
         assert live_threads() == []
 
     def test_two_slots_stream_two_replies_at_once(self, slow_dir: Path):
@@ -687,7 +691,7 @@ class TestZeroGPULease:
         )
         assert live_threads() == []
         fake_zerogpu.grant()
-        assert as_visitor(refusing, chat())[0][-1] == Delta(finish_reason="length")
+        assert as_visitor(refusing, chat())[0][-1].finish_reason == "length"
 
 
 def failing_on_gpu(backend: LocalBackend, error: Exception, *, pieces: int, pause: float = 0.0) -> LocalBackend:

@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
 import pytest
@@ -28,7 +28,7 @@ from services.errors import (
     BackendUnavailableError,
     StreamInterruptedError,
 )
-from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message, Usage
 from services.llm.openai_backend import (
     OpenAIBackend,
     OpenAIEndpoint,
@@ -54,8 +54,16 @@ ROUTER_HINT = "your Hugging Face sign-in (sign out and in again; the token needs
 MESSAGES: list[Message] = [{"role": "user", "content": "hello there"}]
 PARAMS = GenerationParams(temperature=0.5, max_tokens=100)
 REQUEST = ChatRequest(MESSAGES, PARAMS, model="m")
-# The fake's echo of MESSAGES, one token a piece, then the chunk that carries the finish_reason.
-ECHO = [Delta("You"), Delta(" said:"), Delta(" hello"), Delta(" there"), Delta(finish_reason="stop")]
+# The fake's echo of MESSAGES, one token a piece, then the chunk that carries the finish_reason, then the one with
+# the usage that the backend asks for (the fake's count: 2 words and 4 tokens for the one message; 4 pieces).
+ECHO = [
+    Delta("You"),
+    Delta(" said:"),
+    Delta(" hello"),
+    Delta(" there"),
+    Delta(finish_reason="stop"),
+    Delta(usage=Usage(6, 4)),
+]
 
 
 def make_backend(
@@ -352,6 +360,7 @@ class TestStreaming:
             "temperature": 0.5,
             "max_tokens": 100,
             "stream": True,
+            "stream_options": {"include_usage": True},
         }
 
     def test_length_finish_on_the_last_delta(self, fake: FakeOpenAI):
@@ -361,6 +370,7 @@ class TestStreaming:
             Delta("You"),
             Delta(" said:"),
             Delta(finish_reason="length"),
+            Delta(usage=Usage(6, 2)),
         ]
         assert fake.requests[-1]["max_tokens"] == 2
         assert fake.requests[-1]["temperature"] == 0
@@ -371,7 +381,7 @@ class TestStreaming:
         fake.behaviour.thinking = "let me think"
         fake.behaviour.thinking_style = style  # type: ignore[assignment]
         thinking = [Delta(thinking="let"), Delta(thinking=" me"), Delta(thinking=" think")]
-        assert run_stream(make_backend(fake.base_url)) == thinking + ECHO
+        assert run_stream(make_backend(fake.base_url)) == thinking + ECHO[:-1] + [Delta(usage=Usage(6, 3 + 4))]
 
     def test_thinking_counts_against_max_tokens(self, fake: FakeOpenAI):
         """A reply that spends max_tokens thinking ends with "length" and no answer text."""
@@ -381,6 +391,7 @@ class TestStreaming:
             Delta(thinking="one"),
             Delta(thinking=" two"),
             Delta(finish_reason="length"),
+            Delta(usage=Usage(6, 2)),
         ]
 
     def test_think_tags_pass_through_as_text(self, fake: FakeOpenAI):
@@ -388,7 +399,7 @@ class TestStreaming:
         fake.behaviour.thinking = "hmm ok"
         fake.behaviour.thinking_style = "tags"
         tags = [Delta("<think>"), Delta("hmm"), Delta(" ok"), Delta("</think>\n\n")]
-        assert run_stream(make_backend(fake.base_url)) == tags + ECHO
+        assert run_stream(make_backend(fake.base_url)) == tags + ECHO[:-1] + [Delta(usage=Usage(6, 4 + 4))]
 
     def test_next_request_works_after_a_failure(self, fake: FakeOpenAI):
         """A failure leaves the shared client usable."""
@@ -744,7 +755,7 @@ class TestSecretsInTheReply:
         """Each chunk is shown as it came, but for an end that could begin the key, shown with the next chunk."""
         fake.behaviour.pieces = ("one ", "two #own", "ed it", " now")
         texts = [delta.text for delta in run_stream(make_backend(fake.base_url))]
-        assert texts == ["one ", "two ", "#owned it", " now", ""]
+        assert texts == ["one ", "two ", "#owned it", " now", "", ""]  # then the finish, then the usage
 
     def test_text_after_the_finish_reason_is_masked_with_what_came_before(self):
         """A hostile server that sends the key's start with the finish_reason and its end after: still masked."""
@@ -987,6 +998,187 @@ class TestConnectionFailures:
         assert deltas == []
         assert type(error) is StreamInterruptedError
         assert str(error) == (
-            f"The reply was cut off: the model server at {server_of(fake.base_url)} sent nothing for 0.3 s "
-            "(LLM_TIMEOUT)."
+            f"The reply was cut off: the model server at {server_of(fake.base_url)} sent nothing of the reply for "
+            "0.3 s (LLM_TIMEOUT). Try again, or raise LLM_TIMEOUT."
         )
+
+
+def run_bounded(backend: OpenAIBackend, request: ChatRequest = REQUEST, *, within: float = 5.0) -> list[Delta]:
+    """`run_stream`, failing (not hanging) when the stream has not ended `within` seconds."""
+
+    async def go() -> list[Delta]:
+        try:
+            return await asyncio.wait_for(collect(backend.stream(request)), within)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+async def collect(stream: AsyncIterator[Delta]) -> list[Delta]:
+    return [delta async for delta in stream]
+
+
+# What a server may send while it writes nothing: none of it is a piece of the reply.
+SILENCE = [
+    pytest.param(b": keep-alive\n\n", id="comment"),
+    pytest.param(b"\n", id="empty-line"),
+    pytest.param(b'data: {"choices": [{"index": 0, "delta": {}}]}\n\n', id="empty-chunk"),
+    pytest.param(b'data: {"choices": [{"index": 0, "delta": {"content": ""}}]}\n\n', id="empty-content"),
+    pytest.param(b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n', id="role-only"),
+    pytest.param(b'data: {"choices": [], "usage": null}\n\n', id="null-usage"),
+]
+
+
+class TestSilence:
+    @pytest.mark.parametrize("filler", SILENCE)
+    def test_a_server_sending_only_filler_times_out(self, fake: FakeOpenAI, filler: bytes):
+        """LLM_TIMEOUT counts time without a piece of the reply: comments, blank lines and empty chunks every
+        50 ms do not keep a reply open, and the connection is closed."""
+        fake.behaviour.faults.append(Fault(stall_after=2, stall_with=filler, stall_every=0.05))
+        received: list[Delta] = []
+        backend = make_backend(fake.base_url, timeout=0.5)
+        started = time.monotonic()
+
+        async def go() -> None:
+            try:
+                async for delta in backend.stream(REQUEST):
+                    received.append(delta)
+            finally:
+                await backend.aclose()
+
+        with pytest.raises(StreamInterruptedError) as caught:
+            asyncio.run(asyncio.wait_for(go(), 5))
+        elapsed = time.monotonic() - started
+        assert received == [Delta("You"), Delta(" said:")]
+        assert str(caught.value) == (
+            f"The reply was cut off: the model server at {server_of(fake.base_url)} sent nothing of the reply for "
+            "0.5 s (LLM_TIMEOUT). Try again, or raise LLM_TIMEOUT."
+        )
+        assert 0.5 <= elapsed < 2
+        assert fake.wait_for_disconnect(1) is not None
+
+    def test_pieces_slower_than_the_timeout_in_all_are_fine(self, fake: FakeOpenAI):
+        """The limit is on each silence, not on the reply: pieces 0.2 s apart for 1.2 s, under a 0.5 s LLM_TIMEOUT,
+        stream to the end."""
+        fake.behaviour.tokens, fake.behaviour.delay = 6, 0.2
+        deltas = run_bounded(make_backend(fake.base_url, timeout=0.5))
+        assert "".join(delta.text for delta in deltas) == "t0 t1 t2 t3 t4 t5 "
+        assert deltas[-1].usage == Usage(6, 6)
+
+    def test_a_slow_consumer_is_not_the_servers_silence(self, fake: FakeOpenAI):
+        """Time the reader spends between two pieces (a busy event loop, a slow client) is not counted."""
+        fake.behaviour.delay = 0.0
+
+        async def go() -> list[Delta]:
+            backend = make_backend(fake.base_url, timeout=0.3)
+            deltas = []
+            try:
+                async for delta in backend.stream(REQUEST):
+                    deltas.append(delta)
+                    await asyncio.sleep(0.4)
+            finally:
+                await backend.aclose()
+            return deltas
+
+        assert asyncio.run(go()) == ECHO
+
+
+class TestUsage:
+    def test_asked_for_and_carried_on_its_own_last_delta(self, fake: FakeOpenAI):
+        """`stream_options.include_usage` is sent, and the server's last chunk (usage, no choices) arrives as a
+        Delta with only usage, as reported (not estimated)."""
+        deltas = run_stream(make_backend(fake.base_url))
+        assert fake.requests[-1]["stream_options"] == {"include_usage": True}
+        assert deltas[-1] == Delta(usage=Usage(6, 4, estimated=False))
+
+    def test_a_server_that_sends_none(self, fake: FakeOpenAI):
+        """A server that ignores the option (older TGI, Ollama before 0.5) ends without a usage Delta."""
+        fake.behaviour.usage = False
+        assert run_stream(make_backend(fake.base_url)) == ECHO[:-1]
+
+    def test_usage_on_every_chunk_counts_up(self, fake: FakeOpenAI):
+        """vLLM's continuous usage stats: every piece carries the count so far."""
+        fake.behaviour.usage_every_chunk = True
+        deltas = run_stream(make_backend(fake.base_url))
+        assert [delta.usage.completion_tokens for delta in deltas if delta.usage] == [0, 1, 2, 3, 4, 4, 4]
+
+    @pytest.mark.parametrize(
+        "usage",
+        [
+            pytest.param('{"total_tokens": 3}', id="no-counts"),
+            pytest.param('{"prompt_tokens": "5", "completion_tokens": 2}', id="text-count"),
+            pytest.param('{"prompt_tokens": true, "completion_tokens": 2}', id="bool-count"),
+            pytest.param('{"prompt_tokens": -1, "completion_tokens": 2}', id="negative"),
+            pytest.param('{"prompt_tokens": 1e400, "completion_tokens": 2}', id="float"),
+            pytest.param('{"prompt_tokens": 99999999999, "completion_tokens": 2}', id="absurd"),
+            pytest.param("[1, 2]", id="list"),
+        ],
+    )
+    def test_a_malformed_usage_is_no_usage(self, fake: FakeOpenAI, usage: str):
+        """Counts are taken only as the protocol gives them: whole, non-negative, plausible numbers."""
+        fake.behaviour.usage = False
+        fake.behaviour.faults.append(Fault(raw_after=1, raw=f'data: {{"choices": [], "usage": {usage}}}\n\n'.encode()))
+        assert run_stream(make_backend(fake.base_url)) == ECHO[:-1]
+
+    def test_estimate_of_a_prompt(self):
+        """Before sending, the prompt is estimated from characters: 4 a token, rounded up, and 4 tokens a message,
+        plus 3 for the reply's cue."""
+        backend = make_backend("http://127.0.0.1:1/v1")
+        messages: list[Message] = [{"role": "system", "content": "x" * 9}, {"role": "user", "content": "y" * 8}]
+        assert backend.estimate_prompt_tokens(ChatRequest(messages, PARAMS)) == 5 + 4 * 2 + 3
+        asyncio.run(backend.aclose())
+
+
+class TestStrictServers:
+    @pytest.mark.parametrize(
+        "refusal",
+        [
+            # vLLM before 0.4.3 (pydantic's extra="forbid"), as the fake's strict mode answers.
+            pytest.param(None, id="vllm-extra-forbidden"),
+            # Azure OpenAI's older API versions.
+            pytest.param(
+                Fault(status=400, message="Unrecognized request argument supplied: stream_options"), id="azure"
+            ),
+            # A gateway that checks parameters.
+            pytest.param(Fault(status=400, message="Unknown parameter: 'stream_options'."), id="gateway"),
+            # A pydantic server answering 422.
+            pytest.param(Fault(status=422, message="body.stream_options: Extra inputs are not permitted"), id="422"),
+        ],
+    )
+    def test_a_refused_stream_options_is_dropped_and_remembered(self, fake: FakeOpenAI, refusal: Fault | None):
+        """A 400 or 422 that names stream_options: the request is sent again without it, the reply streams (with
+        no usage), and later requests to this backend never send it."""
+        if refusal is None:
+            fake.behaviour.strict = True
+        else:
+            fake.behaviour.usage = False
+            fake.behaviour.faults.append(refusal)
+        first, second = run_streams(make_backend(fake.base_url), REQUEST, REQUEST)
+        assert first == second == ECHO[:-1]
+        assert ["stream_options" in body for body in fake.requests] == [True, False, False]
+
+    def test_a_refusal_that_does_not_name_it_is_not_retried(self, fake: FakeOpenAI):
+        """Any other 400 is the request's own fault: reported at once, and the option is still asked for."""
+        fake.behaviour.faults.append(Fault(status=400, message="max_tokens is too large"))
+        backend = make_backend(fake.base_url)
+
+        async def go() -> list[Delta]:
+            with pytest.raises(BackendRequestError, match="max_tokens is too large"):
+                await collect(backend.stream(REQUEST))
+            deltas = await collect(backend.stream(REQUEST))
+            await backend.aclose()
+            return deltas
+
+        assert asyncio.run(go()) == ECHO
+        assert ["stream_options" in body for body in fake.requests] == [True, True]
+
+    def test_a_strict_server_that_refuses_again_is_an_error(self, fake: FakeOpenAI):
+        """Retried once only: a server that refuses the request without the option too gives its reason."""
+        fake.behaviour.faults.extend(
+            [Fault(status=400, message="no stream_options here"), Fault(status=400, message="nor this")]
+        )
+        deltas, error = run_failing(make_backend(fake.base_url))
+        assert (deltas, type(error)) == ([], BackendRequestError)
+        assert str(error).endswith("refused the request (HTTP 400): nor this")
+        assert len(fake.requests) == 2

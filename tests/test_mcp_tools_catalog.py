@@ -170,7 +170,9 @@ class TestCheckTools:
         ]
         started = time.perf_counter()
         kept, problems = check_tools(tools, scrubber=SCRUBBER)
-        assert time.perf_counter() - started < 0.5
+        assert (
+            time.perf_counter() - started < 2.0
+        )  # seconds where a quadratic walk would take minutes; loaded CI runners are slow
         assert [t.tool for t in kept] == ["d", "deep"]
         assert len(problems) == 2
 

@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator
 
 from services.config import Settings
 from services.errors import BackendNotConfiguredError, ConfigError
-from services.llm.base import BackendName, BackendStatus, ChatBackend, ChatRequest, Delta, GenerationParams, Message
+from services.llm.base import (
+    BackendName,
+    BackendStatus,
+    ChatBackend,
+    ChatRequest,
+    Delta,
+    GenerationParams,
+    Message,
+    Usage,
+    estimate_prompt_tokens,
+)
 from services.llm.openai_backend import OpenAIBackend, endpoint_from_settings
 from services.redact import Scrubber
 
@@ -20,6 +30,7 @@ __all__ = [
     "GenerationParams",
     "Message",
     "UnavailableBackend",
+    "Usage",
     "create_backend",
     "create_local_backend",
 ]
@@ -52,6 +63,9 @@ class UnavailableBackend:
 
     def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]:
         return request, 0
+
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        return estimate_prompt_tokens(request.messages)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         raise BackendNotConfiguredError(self.reason)

@@ -76,7 +76,7 @@ from services.errors import (
     ZeroGPUError,
 )
 from services.llm import zerogpu
-from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message
+from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message, Usage
 from services.llm.zerogpu import Lease, LeasePlanner, Timing
 from services.trimming import drop_oldest
 
@@ -439,6 +439,10 @@ class LocalBackend:
         """Tokens of the prompt the model would read: the chat template applied, with the assistant's cue."""
         return len(self._prompt_ids(messages))
 
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        """Exact here: the model's tokenizer counts the prompt as the chat template writes it."""
+        return self.count_tokens(request.messages)
+
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         tokenizer = self.loaded.tokenizer
         try:
@@ -528,7 +532,8 @@ class LocalBackend:
                 elif kind == "error":
                     raise value
                 else:
-                    yield Delta(finish_reason=value)
+                    reason, usage = value if isinstance(value, tuple) else (value, None)
+                    yield Delta(finish_reason=reason, usage=usage)
                     return
         finally:
             # Runs on normal end, on error, and when the consumer closes us early (aclose, GeneratorExit,
@@ -602,7 +607,7 @@ class LocalBackend:
                         self._lease.learn(item)
                         continue
                     if isinstance(item, tuple):
-                        outcome = ("end", item[1])  # ("finish", reason): the last item
+                        outcome = ("end", item[1:])  # ("finish", reason, usage): the last item
                         break
                     if item:
                         send("piece", item)
@@ -630,9 +635,9 @@ class LocalBackend:
 
     def _generate(
         self, messages: list[Message], params: GenerationParams
-    ) -> Iterator[str | BackendError | Timing | tuple[str, str]]:
-        """Yield the reply's text pieces, "" while the model is silent, its `Timing`, and last ("finish", reason);
-        runs inside the GPU lease.
+    ) -> Iterator[str | BackendError | Timing | tuple[str, str, Usage]]:
+        """Yield the reply's text pieces, "" while the model is silent, its `Timing`, and last ("finish", reason,
+        usage); runs inside the GPU lease.
 
         A failure is yielded, not raised: on ZeroGPU an exception raised in the worker reaches the main process
         as its class name only (wrappers.py, `exception_result` and `error("ZeroGPU worker error",
@@ -714,4 +719,6 @@ class LocalBackend:
             return
         if (timing := streamer.timing(started=started, prompt_tokens=len(prompt_ids))) is not None:
             yield timing
-        yield ("finish", "length" if streamer.generated >= max_new_tokens else "stop")
+        # Counted by the model's own tokenizer: the prompt as the chat template wrote it, the tokens generated.
+        usage = Usage(len(prompt_ids), streamer.generated)
+        yield ("finish", "length" if streamer.generated >= max_new_tokens else "stop", usage)

@@ -28,7 +28,8 @@ from services.errors import (
     BackendUnavailableError,
     StreamInterruptedError,
 )
-from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta
+from services.llm.alarm import Alarm
+from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, Usage, estimate_prompt_tokens
 from services.redact import Scrubber, shorten
 
 __all__ = ["OpenAIBackend", "OpenAIEndpoint", "endpoint_from_settings", "is_hf_host", "router_endpoint"]
@@ -56,6 +57,13 @@ _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
 # The delta fields servers stream a reasoning model's thinking in: vLLM, Ollama's /v1 and OpenRouter;
 # DeepSeek-style providers and older vLLM; and some others.
 _THINKING_FIELDS = ("reasoning", "reasoning_content", "reasoning_text")
+# Asks for a last chunk with the reply's token counts (OpenAI, Hugging Face's router, vLLM, TGI, llama.cpp,
+# Ollama). Servers that validate strictly refuse the field with a 400 or 422 that names it: vLLM before 0.4.3
+# ("extra_forbidden"), Azure OpenAI's older API versions ("Unrecognized request argument supplied"), some
+# gateways ("Unknown parameter"). Those get the request again without it, once, and never again.
+_USAGE_OPTION = {"include_usage": True}
+# Token counts past this are no count a server could mean.
+_MAX_COUNT = 2**31
 
 
 class _StreamErrorEvent(Exception):
@@ -145,8 +153,22 @@ def _error_text(error: object) -> str:
     return error if isinstance(error, str) else ""
 
 
-def _read_chunk(data: str) -> tuple[str, str, str | None]:
-    """(answer text, thinking text, finish_reason) of one `data:` line; raises on any shape the protocol lacks.
+def _read_usage(value: object) -> Usage | None:
+    """The `usage` of a chunk: None when absent (`null` on every chunk but the last, as OpenAI sends it) or not
+    the shape the protocol gives it; counts are taken as reported, never guessed from other fields."""
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if type(prompt) is not int or type(completion) is not int:  # bool is an int to Python, but no count
+        return None
+    if not (0 <= prompt < _MAX_COUNT and 0 <= completion < _MAX_COUNT):
+        return None
+    return Usage(prompt, completion)
+
+
+def _read_chunk(data: str) -> tuple[str, str, str | None, Usage | None]:
+    """(answer text, thinking text, finish_reason, usage) of one `data:` line; raises on any shape the protocol
+    lacks.
 
     Guards as the openai SDK's own stream reader has them (`_streaming.py`): an `error` object is the server
     failing, never reply text; and every value is checked for its type before it is used.
@@ -156,6 +178,7 @@ def _read_chunk(data: str) -> tuple[str, str, str | None]:
         raise _UnreadableChunk("a chunk is not an object")
     if chunk.get("error"):
         raise _StreamErrorEvent(_error_text(chunk["error"]))
+    usage = _read_usage(chunk.get("usage"))
     choices = chunk.get("choices") or []  # usage-only chunks have none
     if not isinstance(choices, list):
         raise _UnreadableChunk("choices is not a list")
@@ -181,7 +204,7 @@ def _read_chunk(data: str) -> tuple[str, str, str | None]:
             if isinstance(value, str) and value:
                 thinking += value
                 break
-    return text, thinking, finish
+    return text, thinking, finish, usage
 
 
 class OpenAIBackend:
@@ -209,6 +232,8 @@ class OpenAIBackend:
         self._scrubber = scrubber
         self._model = endpoint.models[0] if endpoint.models else None
         self._model_lock = asyncio.Lock()
+        # Whether to ask for usage (`stream_options`): until the server refuses the field.
+        self._asks_usage = True
         self.stream_interval = stream_interval
         self.concurrency_limit = concurrency_limit
         self._client = AsyncOpenAI(
@@ -256,6 +281,10 @@ class OpenAIBackend:
         """The server knows its own context window and answers 400 when a request exceeds it."""
         return request, 0
 
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        """From characters: the server's tokenizer is not here (`services.llm.base.estimate_prompt_tokens`)."""
+        return estimate_prompt_tokens(request.messages)
+
     async def _resolve_model(self) -> str:
         """With only OPENAI_BASE_URL set (Ollama, llama.cpp, vLLM), use the first model the server lists."""
         if self._model:
@@ -281,14 +310,16 @@ class OpenAIBackend:
                 logger.info("No model configured: using %r, the first model listed by %s", self._model, self.server)
         return self._model
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        model = request.model or await self._resolve_model()
-        # The SDK's own request path (auth, base URL, retries before the first byte, status errors as
-        # APIStatusError) through its documented raw call, `post(..., cast_to=httpx2.Response)`, with the SSE body
-        # read as lines. `chat.completions.create` costs twice the CPU a request: it walks the messages through
-        # its TypedDict transform (nothing to rename in chat messages) and, when streamed, builds a pydantic
-        # ChatCompletionChunk per token.
-        body = {
+    async def _open(self, request: ChatRequest, model: str) -> httpx2.Response:
+        """Send the request and return the response whose body streams; a status error is a `BackendError`.
+
+        The SDK's own request path (auth, base URL, retries before the first byte, status errors as
+        APIStatusError) through its documented raw call, `post(..., cast_to=httpx2.Response)`, with the SSE body
+        read as lines. `chat.completions.create` costs twice the CPU a request: it walks the messages through
+        its TypedDict transform (nothing to rename in chat messages) and, when streamed, builds a pydantic
+        ChatCompletionChunk per token.
+        """
+        body: dict[str, Any] = {
             "model": model,
             "messages": list(request.messages),
             "temperature": request.params.temperature,
@@ -296,19 +327,40 @@ class OpenAIBackend:
             "stream": True,
         }
         options: Any = {"headers": {"Authorization": f"Bearer {request.api_key}"}} if request.api_key else {}
-        try:
-            response = await self._client.post(
-                "/chat/completions", cast_to=httpx2.Response, body=body, options=options, stream=True
-            )
-        except openai.OpenAIError as e:
-            raise self._translate(e, model, request.api_key) from e
-        except _TRANSPORT_ERRORS as e:
-            raise self._transport_failure(e) from e
+        while True:
+            asked_usage = self._asks_usage
+            if asked_usage:
+                body["stream_options"] = _USAGE_OPTION
+            try:
+                return await self._client.post(
+                    "/chat/completions", cast_to=httpx2.Response, body=body, options=options, stream=True
+                )
+            except openai.APIStatusError as e:
+                if asked_usage and _refuses_usage_option(e):
+                    logger.info("%s refuses stream_options: reply sizes are estimated from now on", self.server)
+                    self._asks_usage = False
+                    del body["stream_options"]
+                    continue
+                raise self._translate(e, model, request.api_key) from e
+            except openai.OpenAIError as e:
+                raise self._translate(e, model, request.api_key) from e
+            except _TRANSPORT_ERRORS as e:
+                raise self._transport_failure(e) from e
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        model = request.model or await self._resolve_model()
+        response = await self._open(request, model)
         pieces = 0
         finished = False
         event = ""
         # A server may echo the key it was sent (a debugging proxy, a hostile one): masked before it is shown.
         answer, thought = self._scrubber.masker(request.api_key), self._scrubber.masker(request.api_key)
+        # LLM_TIMEOUT counts silence between two pieces of the reply. The transport's own read timeout (the same
+        # value) would restart at every byte, so a server sending only `: keep-alive` comments, empty lines or
+        # empty chunks could hold a reply open for ever; this alarm restarts only when a piece arrives.
+        loop = asyncio.get_running_loop()
+        idle = Alarm(loop.time() + self._timeout, loop=loop)
+        idle.enter()
         try:
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
@@ -323,18 +375,33 @@ class OpenAIBackend:
                     break
                 if event == "error":
                     raise _StreamErrorEvent(_error_text(_loads_or_text(data)))
-                text, thinking, finish = _read_chunk(data)
+                text, thinking, finish, usage = _read_chunk(data)
+                if not (text or thinking or finish or usage):
+                    continue  # an empty chunk is no piece
                 text, thinking = answer.feed(text), thought.feed(thinking)
                 finished = finished or finish is not None
-                if text or thinking or finish:
+                if text or thinking or finish or usage:
                     pieces += 1
-                    yield Delta(text, thinking, finish)
+                    idle.leave()
+                    yield Delta(text, thinking, finish, usage)
+                    idle.enter()
+                # From this piece, or from when our consumer gave the stream back: its time is not the server's.
+                idle.restart(loop.time() + self._timeout)
+        except asyncio.CancelledError:
+            if not idle.expired():
+                raise
+            logger.warning("Stream from %s cut after %d pieces: silent past LLM_TIMEOUT", self.server, pieces)
+            if (rest := Delta(answer.flush(), thought.flush())).text or rest.thinking:
+                yield rest  # what did arrive stays shown
+            raise StreamInterruptedError(f"The reply was cut off: {self._silent()}") from None
         except (*_TRANSPORT_ERRORS, _StreamErrorEvent, ValueError) as e:  # type: ignore[misc]
             logger.warning("Stream from %s cut after %d pieces: %s", self.server, pieces, type(e).__name__)
             if (rest := Delta(answer.flush(), thought.flush())).text or rest.thinking:
                 yield rest  # what did arrive stays shown
             raise StreamInterruptedError(f"The reply was cut off: {self._cut_reason(e, request.api_key)}") from e
         finally:
+            idle.leave()
+            idle.close()
             # Closes the HTTP response even when our consumer stops early (the user pressed Stop), which is what
             # tells the server to stop generating. A connection that is already broken may fail to close: the
             # error that broke it is the one to report.
@@ -357,9 +424,15 @@ class OpenAIBackend:
         """
         return shorten(self._scrubber.scrub(text[:4000], api_key)) or "no details"
 
+    def _silent(self) -> str:
+        return (
+            f"the model server at {self.server} sent nothing of the reply for {self._timeout:g} s (LLM_TIMEOUT). "
+            "Try again, or raise LLM_TIMEOUT."
+        )
+
     def _cut_reason(self, error: Exception, api_key: str | None) -> str:
         if _is_timeout(error):
-            return f"the model server at {self.server} sent nothing for {self._timeout:g} s (LLM_TIMEOUT)."
+            return self._silent()
         if isinstance(error, _StreamErrorEvent):
             return f"the model server at {self.server} reported an error: {self._detail(str(error), api_key)}"
         if isinstance(error, ValueError):
@@ -436,6 +509,12 @@ def _status_detail(error: openai.APIStatusError) -> str:
     if isinstance(body, str):
         return body
     return ""  # the SDK's own message is "Error code: 400 - <the body>", nothing more to say
+
+
+def _refuses_usage_option(error: openai.APIStatusError) -> bool:
+    """Whether a refusal names `stream_options`: a strict server that does not know the field (see
+    `_USAGE_OPTION`). Its whole body is searched, as servers put the name in a message, a `param` or a `loc`."""
+    return error.status_code in (400, 422) and "stream_options" in error.message[:10_000]
 
 
 def _loads_or_text(data: str) -> object:

@@ -3,8 +3,12 @@
 `POST /v1/chat/completions` answers `chat.completion.chunk` events over SSE (ending with `data: [DONE]`), or
 one `chat.completion` without `stream`; `GET /v1/models` lists its models. Every request body is recorded (with
 its Authorization header), and misbehaviour can be queued: an HTTP status, a stream cut or ended early, an SSE
-error event, raw bytes in place of a chunk. It can also stream a reasoning model's thinking, in any of the delta
-fields servers use or as `<think>` tags, and stops with `finish_reason: "length"` at `max_tokens` as servers do.
+error event, raw bytes in place of a chunk, a stall that only sends keep-alive comments. It can also stream a
+reasoning model's thinking, in any of the delta fields servers use or as `<think>` tags, and stops with
+`finish_reason: "length"` at `max_tokens` as servers do (or ignores it, and can stream forever). Like OpenAI,
+vLLM and TGI, it ends a stream with a `usage` chunk when `stream_options.include_usage` asks for one; strict, it
+refuses `stream_options` with a 400 as vLLM before 0.4.3 did. `disconnects` records when a client left mid-stream,
+`streaming` counts the streams still open.
 
 Runs in a thread (`FakeOpenAI`), or as a process for benchmarks:
 `python -m tests.support.fake_openai --port 8001 --tokens 50 --delay 0.02`.
@@ -19,7 +23,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +52,11 @@ class Fault:
     raw: bytes = b""
     message: str = "simulated failure"
     error_event: bool = False  # with error_after: as `event: error` + data, the way some servers send it
+    # After `stall_after` tokens, send `stall_with` every `stall_every` seconds and nothing else, forever: a server
+    # that keeps the connection busy (`: keep-alive` comments, empty chunks) while writing no reply.
+    stall_after: int | None = None
+    stall_with: bytes = b": keep-alive\n\n"
+    stall_every: float = 0.05
 
 
 @dataclass
@@ -56,6 +65,12 @@ class Behaviour:
     `pieces` streams exactly those pieces (to cut a word, or a key, between two chunks).
 
     `thinking`: words of thinking streamed before the answer, in the delta field (or as tags) `thinking_style` says.
+
+    Usage: sent in a last chunk when the request asks for it (`usage`), or on every chunk as vLLM's
+    `continuous_usage_stats` does (`usage_every_chunk`); prompt tokens are the words of the messages plus 4 a
+    message, completion tokens the pieces streamed. `strict` refuses `stream_options` with a 400, as vLLM did
+    before 0.4.3. `ignore_max_tokens` streams past `max_tokens`, and `endless` keeps streaming `t<i> ` after the
+    reply until the client leaves.
     """
 
     reply: str | None = None
@@ -66,6 +81,17 @@ class Behaviour:
     thinking: str | None = None
     thinking_style: ThinkingStyle = "reasoning"
     models: tuple[str, ...] = (MODEL,)
+    usage: bool = True
+    usage_every_chunk: bool = False
+    strict: bool = False
+    ignore_max_tokens: bool = False
+    endless: bool = False
+
+
+# What a strict server knows of a chat completion request: anything else is refused.
+_KNOWN_FIELDS = frozenset(
+    {"model", "messages", "temperature", "max_tokens", "stream", "top_p", "n", "stop", "seed", "user"}
+)
 
 
 def free_port() -> int:
@@ -94,15 +120,35 @@ def reply_for(body: dict[str, Any], behaviour: Behaviour) -> list[str]:
     return split_tokens(f"You said: {last}")
 
 
-def _event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    event = {
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The fake's prompt token count: the words of every message, and 4 a message."""
+    return sum(len(str(m.get("content", "")).split()) + 4 for m in body.get("messages", []))
+
+
+def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
+    prompt = prompt_tokens(body)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _event(delta: dict[str, Any] | None, finish: str | None = None, *, usage: dict[str, int] | None = None) -> bytes:
+    """One chunk; `delta` None is a usage chunk, whose choices are empty."""
+    event: dict[str, Any] = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": MODEL,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
+    if usage is not None:
+        event["usage"] = usage
     return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def _strict_refusal(field: str) -> Response:
+    """A 400 as vLLM before 0.4.3 answered a field it did not know (pydantic's `extra="forbid"`)."""
+    detail = [{"type": "extra_forbidden", "loc": ("body", field), "msg": "Extra inputs are not permitted"}]
+    body = {"object": "error", "message": str(detail), "type": "BadRequestError", "param": None, "code": 400}
+    return JSONResponse(body, status_code=400)
 
 
 class _CutStream(Exception):
@@ -122,7 +168,14 @@ def _pieces(body: dict[str, Any], behaviour: Behaviour) -> list[tuple[str, str]]
     return out
 
 
-def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects: list[float]) -> Starlette:
+def build_app(
+    behaviour: Behaviour,
+    requests: list[dict[str, Any]],
+    disconnects: list[float],
+    streaming: set[object] | None = None,
+) -> Starlette:
+    open_streams = set() if streaming is None else streaming
+
     async def completions(request: Request) -> Response:
         body = await request.json()
         body["_headers"] = {"authorization": request.headers.get("authorization", "")}
@@ -131,9 +184,12 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects:
         if fault and fault.status:
             error = {"error": {"message": fault.message, "type": "fake_error", "code": fault.status}}
             return JSONResponse(error, status_code=fault.status)
+        if behaviour.strict and (unknown := sorted(set(body) - _KNOWN_FIELDS - {"_headers"})):
+            return _strict_refusal(unknown[0])
         pieces = _pieces(body, behaviour)
         finish = "stop"
-        if (max_tokens := body.get("max_tokens")) and len(pieces) > int(max_tokens):
+        max_tokens = body.get("max_tokens")
+        if max_tokens and len(pieces) > int(max_tokens) and not behaviour.ignore_max_tokens:
             pieces, finish = pieces[: int(max_tokens)], "length"
         if not body.get("stream"):
             text = "".join(text for name, text in pieces if name == "content")
@@ -141,13 +197,28 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects:
             choice = {"index": 0, "message": message, "finish_reason": finish}
             return JSONResponse(
                 {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": MODEL,
-                 "choices": [choice]}
+                 "choices": [choice], "usage": _usage(body, len(pieces))}
             )  # fmt: skip
+        options = body.get("stream_options")
+        wants_usage = behaviour.usage and isinstance(options, dict) and options.get("include_usage") is True
+        every_chunk = behaviour.usage_every_chunk
+
+        def written(pieces: Iterator[tuple[str, str]]) -> Iterator[tuple[int, str, str]]:
+            count = 0
+            for name, text in pieces:
+                yield count, name, text
+                count += 1
+            while behaviour.endless:
+                yield count, "content", f"t{count} "
+                count += 1
 
         async def events() -> AsyncIterator[bytes]:
+            sent = 0
+            key = object()
+            open_streams.add(key)
             try:
-                yield _event({"role": "assistant"})
-                for i, (name, text) in enumerate(pieces):
+                yield _event({"role": "assistant"}, usage=_usage(body, 0) if every_chunk else None)
+                for i, name, text in written(iter(pieces)):
                     if fault and fault.cut_after is not None and i >= fault.cut_after:
                         raise _CutStream("connection dropped by the fake server")
                     if fault and fault.end_after is not None and i >= fault.end_after:
@@ -159,15 +230,27 @@ def build_app(behaviour: Behaviour, requests: list[dict[str, Any]], disconnects:
                         return
                     if fault and fault.raw_after is not None and i == fault.raw_after:
                         yield fault.raw
+                    if fault and fault.stall_after is not None and i >= fault.stall_after:
+                        break
                     if behaviour.delay:
                         await asyncio.sleep(behaviour.delay)
-                    yield _event({name: text})
-                yield _event({}, finish=finish)
+                    elif behaviour.endless and i % 100 == 0:
+                        await asyncio.sleep(0)  # lets the server notice a client that left
+                    sent += 1
+                    yield _event({name: text}, usage=_usage(body, sent) if every_chunk else None)
+                while fault and fault.stall_after is not None:
+                    yield fault.stall_with
+                    await asyncio.sleep(fault.stall_every)
+                yield _event({}, finish=finish, usage=_usage(body, sent) if every_chunk else None)
+                if wants_usage:
+                    yield _event(None, usage=_usage(body, sent))
                 yield b"data: [DONE]\n\n"
             except asyncio.CancelledError:
                 # Starlette cancels the body when the client goes away: the caller stopped reading.
                 disconnects.append(time.monotonic())
                 raise
+            finally:
+                open_streams.discard(key)
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -192,9 +275,10 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         # time.monotonic() of each stream whose client hung up before the end
         self.disconnects: list[float] = []
+        self.streaming: set[object] = set()  # streams still being sent
         self.port = port or free_port()
         config = uvicorn.Config(
-            build_app(self.behaviour, self.requests, self.disconnects),
+            build_app(self.behaviour, self.requests, self.disconnects, self.streaming),
             host="127.0.0.1",
             port=self.port,
             log_level="critical",
@@ -205,6 +289,20 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def wait_for_disconnect(self, timeout: float) -> float | None:
+        """The time.monotonic() at which a client first left mid-stream, waiting up to `timeout` s; None if none."""
+        deadline = time.monotonic() + timeout
+        while not self.disconnects and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.disconnects[0] if self.disconnects else None
+
+    def wait_until_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for every stream to end (a test's leftovers must not end during the next)."""
+        deadline = time.monotonic() + timeout
+        while self.streaming and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.streaming
 
     def reset(self) -> None:
         """Forget the recorded requests and go back to the behaviour it started with."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from services.errors import ServiceError
-from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta
+from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, estimate_prompt_tokens
 
 __all__ = ["ScriptedBackend"]
 
@@ -32,6 +32,9 @@ class ScriptedBackend:
 
     def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]:
         return request, 0
+
+    def estimate_prompt_tokens(self, request: ChatRequest) -> int:
+        return estimate_prompt_tokens(request.messages)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         self.requests.append(request)
