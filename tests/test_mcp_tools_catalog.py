@@ -169,6 +169,7 @@ class TestCheckTools:
             tool("deep", schema=deep),
         ]
         started = time.perf_counter()
+        # Seconds where a quadratic walk would take minutes: loaded CI runners are slow.
         kept, problems = check_tools(tools, scrubber=SCRUBBER)
         assert (
             time.perf_counter() - started < 2.0
