@@ -169,11 +169,9 @@ class TestCheckTools:
             tool("deep", schema=deep),
         ]
         started = time.perf_counter()
-        # Seconds where a quadratic walk would take minutes: loaded CI runners are slow.
         kept, problems = check_tools(tools, scrubber=SCRUBBER)
-        assert (
-            time.perf_counter() - started < 2.0
-        )  # seconds where a quadratic walk would take minutes; loaded CI runners are slow
+        # Seconds, where a quadratic walk would take minutes: a loaded CI runner is slow.
+        assert time.perf_counter() - started < 2.0
         assert [t.tool for t in kept] == ["d", "deep"]
         assert len(problems) == 2
 
