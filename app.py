@@ -52,7 +52,7 @@ from services.ratelimit import ChatRateLimits
 from services.redact import Scrubber, install_log_redaction
 from services.sessions import SessionStore
 from services.signin import decide_sign_in
-from ui import gradio_patches
+from ui import gradio_internals
 from ui.chat import ChatPanel
 from ui.chat_api import ChatApi
 from ui.history import HISTORY_JS, HistoryPanel
@@ -127,7 +127,7 @@ def build_demo(settings: Settings, backend: ChatBackend, *, access: Access | Non
     # max_size bounds how many calls may wait; past it callers get "queue full" instead of a hang. api_open=False
     # closes the direct /run routes, which would skip the queue's limits.
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=None, api_open=False)
-    gradio_patches.apply(demo)
+    gradio_internals.apply(demo)
     return demo
 
 

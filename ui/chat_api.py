@@ -20,7 +20,7 @@ from services.conversation import Limits, Turn, parse_turns
 from services.errors import ServiceError, ValidationError
 from services.sessions import SessionStore
 from ui.errors import user_errors
-from ui.gradio_patches import called_through_mcp, keep_out_of_mcp
+from ui.gradio_internals import called_through_mcp, keep_out_of_mcp
 
 __all__ = ["ChatApi", "caller_of"]
 

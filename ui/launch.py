@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import gradio as gr
-from gradio.data_classes import ListFiles
 from starlette.middleware import Middleware
 
 from services.config import Settings
-from ui.middleware import ApiShape, EdgeGuard, EdgePolicy, EventShape
+from ui.gradio_internals.endpoints import api_shapes, event_shapes
+from ui.middleware import EdgeGuard, EdgePolicy
 
 __all__ = ["SpaceBlocks", "launch_options"]
 
@@ -50,46 +50,6 @@ def _force_theme_js(mode: str) -> str | None:
         }}
     }}
     """
-
-
-def _takes_files(block: object) -> bool:
-    model = getattr(block, "data_model", None)
-    return isinstance(model, type) and issubclass(model, (gr.FileData, ListFiles))
-
-
-def _shapes(blocks: gr.Blocks) -> Callable[[], Mapping[str, ApiShape]]:
-    found: dict[str, ApiShape] = {}
-
-    def shapes() -> Mapping[str, ApiShape]:
-        if not found:
-            files = {fn.api_name: any(_takes_files(b) for b in fn.inputs) for fn in blocks.fns.values()}
-            for name, info in blocks.get_api_info()["named_endpoints"].items():
-                parameters = tuple(
-                    (p["parameter_name"], bool(p["parameter_has_default"]), p.get("parameter_default"))
-                    for p in info["parameters"]
-                )
-                api_name = name.lstrip("/")
-                found[api_name] = ApiShape(api_name, parameters, takes_files=files.get(api_name, False))
-        return found
-
-    return shapes
-
-
-def _events(blocks: gr.Blocks) -> Callable[[], Mapping[int, EventShape]]:
-    # Every event the page can send is in blocks.fns: it has no gr.render, whose events exist per session only.
-    found: dict[int, EventShape] = {}
-
-    def events() -> Mapping[int, EventShape]:
-        if not found:
-            found.update(
-                {
-                    index: EventShape(len(fn.inputs), takes_files=any(_takes_files(b) for b in fn.inputs))
-                    for index, fn in blocks.fns.items()
-                }
-            )
-        return found
-
-    return events
 
 
 def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> dict[str, Any]:
@@ -124,7 +84,9 @@ def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> 
         "app_kwargs": {
             # FastAPI's own schema route answers without Gradio's login; Gradio's /gradio_api/openapi.json stays.
             "openapi_url": None,
-            "middleware": [Middleware(EdgeGuard, policy=policy, shapes=_shapes(blocks), events=_events(blocks))],
+            "middleware": [
+                Middleware(EdgeGuard, policy=policy, shapes=api_shapes(blocks), events=event_shapes(blocks))
+            ],
         },
     }
 

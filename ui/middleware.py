@@ -21,13 +21,13 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.errors import RateLimitedError
 from services.network import client_address
 from services.ratelimit import RateLimiter
+from ui.gradio_internals.endpoints import ApiShape, EventShape
 
 __all__ = ["ApiShape", "EdgeGuard", "EdgePolicy", "EventShape"]
 
@@ -44,23 +44,6 @@ _BLOCKED = ("/gradio_api/deep_link",)
 _MULTIPART_OVERHEAD = 64 * 1024
 # No input nests deeper than a saved chat (about 6 levels); Gradio's own walks over a value recurse.
 MAX_JSON_DEPTH = 32
-
-
-@dataclass(frozen=True)
-class ApiShape:
-    """An endpoint's parameters, in order: (name, has_default, default); and whether any input is a file."""
-
-    name: str
-    parameters: tuple[tuple[str, bool, Any], ...]
-    takes_files: bool = False
-
-
-@dataclass(frozen=True)
-class EventShape:
-    """What one event of the page (by index) takes: how many inputs, and whether any is a file."""
-
-    inputs: int
-    takes_files: bool = False
 
 
 @dataclass(frozen=True)

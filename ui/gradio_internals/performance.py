@@ -1,46 +1,26 @@
-"""Workarounds tied to the pinned Gradio (requirements.txt), all in one place, applied by `build_demo`.
+"""Workarounds for Gradio's performance, each with what it works around, where it is reported, and when to delete it.
 
-Each says what it works around, where that is reported upstream, and when to delete it. They are checked against
-Gradio's own code by tests/test_ui_gradio_patches.py. On any other Gradio version they are skipped with a warning:
-re-run the tests and the bench, then move the pin or delete what a new release has made needless.
+Applied by `ui.gradio_internals.apply`; checked against Gradio's own code by tests/test_ui_gradio_internals.py.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
-import logging
 import sys
-import warnings
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import gradio as gr
 import gradio.state_holder
 
 __all__ = [
-    "PATCHED_VERSION",
     "SessionStateWithoutDeepLinks",
     "UnkeptConfigs",
-    "apply",
-    "called_through_mcp",
-    "keep_out_of_mcp",
+    "cache_init_signatures",
+    "keep_no_session_configs",
+    "skip_missing_matplotlib",
 ]
-
-logger = logging.getLogger(__name__)
-
-PATCHED_VERSION = "6.31.0"
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _version_ok(what: str) -> bool:
-    if gr.__version__ == PATCHED_VERSION:
-        return True
-    warnings.warn(
-        f"ui/gradio_patches.py was written for gradio {PATCHED_VERSION}, not {gr.__version__}: {what} skipped.",
-        stacklevel=3,
-    )
-    return False
 
 
 def skip_missing_matplotlib() -> None:
@@ -75,11 +55,11 @@ class UnkeptConfigs(MutableMapping[int, Any]):
 
     Gradio builds the config of every component for each new session, and then records in it every value an
     event sends or returns (`_update_value_in_config`); it reads them back only to make a deep link
-    (`SessionState.components`, for `/gradio_api/deep_link`). This app turns deep links off (`ui.middleware`),
-    so the configs were pure cost: the build, on the event loop, for each session, and the memory of every
-    conversation a session ever sent or was sent, kept until the session is evicted. Here each component reads
-    as present with an empty config (so nothing is built, and no value is recorded) and writes are dropped;
-    iterating finds none (a deep link would carry no values).
+    (`SessionState.components`, for `/gradio_api/deep_link`). This app turns deep links off
+    (`ui.gradio_internals.requests`), so the configs were pure cost: the build, on the event loop, for each
+    session, and the memory of every conversation a session ever sent or was sent, kept until the session is
+    evicted. Here each component reads as present with an empty config (so nothing is built, and no value is
+    recorded) and writes are dropped; iterating finds none (a deep link would carry no values).
     """
 
     def __getitem__(self, key: int) -> Any:
@@ -124,43 +104,3 @@ def keep_no_session_configs() -> None:
     """The sessions Gradio's StateHolder makes become SessionStateWithoutDeepLinks. (The few places that build a
     throwaway SessionState directly, such as MCP calls, keep Gradio's own.)"""
     gradio.state_holder.SessionState = SessionStateWithoutDeepLinks  # type: ignore[misc]
-
-
-def keep_out_of_mcp(fn: F) -> F:
-    """Keep a documented API endpoint out of the MCP server's tools.
-
-    Gradio 6.31 makes every public endpoint an MCP tool; the maintainers' answer is to hide the endpoint from the
-    API docs altogether (gradio-app/gradio#11463). Endpoints that only mean something inside one Gradio session
-    (the session's conversation, its counter) must stay documented for gradio_client but are wrong for agents:
-    Gradio's MCP server sends every agent's calls through one shared client, so one session. The MCP server
-    lists only functions whose `_mcp_type` is unset or "tool" (mcp.py, `list_tools`).
-
-    Delete when Gradio offers a per-endpoint MCP switch.
-    """
-    if gr.__version__ == PATCHED_VERSION:
-        fn._mcp_type = "session-only"  # type: ignore[attr-defined]
-    return fn
-
-
-# Gradio's MCP server calls queued tools through one shared gradio_client, whose requests carry this header
-# (mcp.py, `_get_or_create_client`). A caller can send it too, but only to refuse itself a session endpoint.
-_MCP_CLIENT_HEADER = ("x-gradio-user", "mcp")
-
-
-def called_through_mcp(request: gr.Request | None) -> bool:
-    """Whether this call came through Gradio's MCP server: then it has no session of its own (every agent's
-    calls share the server's one client), so a session endpoint must refuse it, even called by name (Gradio's
-    `call_tool` does not check what `keep_out_of_mcp` hides)."""
-    name, value = _MCP_CLIENT_HEADER
-    return request is not None and request.headers.get(name) == value
-
-
-def apply(blocks: gr.Blocks) -> None:
-    """The process-wide tuning above, for this Blocks; on another Gradio version, nothing (with a warning)."""
-    if not _version_ok("performance workarounds"):
-        return
-    skip_missing_matplotlib()
-    cache_init_signatures(blocks)
-    keep_no_session_configs()
-    # LoginButton's page-load check is a public endpoint in 6.31, which made it an MCP tool with no description.
-    keep_out_of_mcp(gr.LoginButton._check_login_status)
