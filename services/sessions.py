@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from services.conversation import Turn, bound_turns
-from services.history import Meta
+from services.history import Meta, new_conversation_id
 
 __all__ = ["Session", "SessionStore"]
 
@@ -25,7 +25,8 @@ class Session:
     """One session's data. `turns` is replaced, never mutated in place, so readers always see a whole list."""
 
     turns: list[Turn] = field(default_factory=list)
-    conversation_id: str = ""
+    # Never empty: a session that had to be made again (evicted, expired) saves under an id of its own.
+    conversation_id: str = field(default_factory=new_conversation_id)
     created: float = 0.0
     counter: int = 0
     # While a reply streams: how to stop it (the page's Stop button), None otherwise.
@@ -63,7 +64,9 @@ class SessionStore:
         return len(self._sessions)
 
     def get(self, key: str) -> Session:
-        """The session for `key`, a new one when it is unknown or has expired."""
+        """The session for `key`, a new one when it is unknown or has expired (an empty key's is never kept)."""
+        if not key:
+            return Session()
         now = self._clock()
         with self._lock:
             session = self._sessions.get(key)
@@ -75,6 +78,14 @@ class SessionStore:
             while len(self._sessions) > self.capacity:
                 self._sessions.popitem(last=False)
             self._expire(now)
+        return session
+
+    def peek(self, key: str) -> Session | None:
+        """The session for `key` if it is kept and alive; creates nothing (for events that only read)."""
+        with self._lock:
+            session = self._sessions.get(key)
+        if session is None or self._clock() - session.used > self.ttl:
+            return None
         return session
 
     def _expire(self, now: float) -> None:

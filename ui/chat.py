@@ -355,9 +355,9 @@ class ChatPanel:
 
     async def stop(self, request: gr.Request) -> None:
         """Stop: the streaming reply ends where it is; its own event then shows and saves what arrived."""
-        stop = self._session(request).stop
-        if stop is not None:
-            stop()
+        session = self.sessions.peek(request.session_hash or "")
+        if session is not None and session.stop is not None:
+            session.stop()
 
     async def undo(self, request: gr.Request) -> tuple[Any, ...]:
         """Undo: the last exchange leaves the chat and its message goes back into the box."""
@@ -387,7 +387,7 @@ class ChatPanel:
 
     def exporter(self, kind: str) -> Any:
         async def export(request: gr.Request) -> dict[str, str]:
-            return self.history.export(self._session(request), kind)
+            return self.history.export(self.sessions.peek(request.session_hash or "") or Session(), kind)
 
         export.__name__ = f"export_{kind}"
         return export
