@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["client_address"]
+__all__ = ["address_block", "client_address"]
 
 
 def _normalise(entry: str) -> str:
@@ -35,3 +35,21 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], *, trusted_pr
         if len(hops) >= trusted_proxies:
             return _normalise(hops[-trusted_proxies])
     return _normalise(peer) if peer else "unknown"
+
+
+def address_block(address: str) -> str:
+    """What one caller is, for the limits: an IPv4 address itself, an IPv6 address's /64 network.
+
+    An IPv6 host usually holds a whole /64 (SLAAC, privacy addresses that change every day), so counting single
+    IPv6 addresses would give one caller 2^64 allowances. An IPv4-mapped IPv6 address counts as its IPv4 address.
+    Anything else (the "unknown" of a request without a peer) is its own block.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
