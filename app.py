@@ -106,6 +106,8 @@ def build_demo(settings: Settings, backend: ChatBackend, *, access: Access | Non
         title=TITLE,
         head=f"<script>{HISTORY_JS}</script>",
         on_shutdown=[b.aclose for b in backends],
+        # A /call without a session hash is a session for that one call: what it kept goes once it is answered.
+        on_session_end=[sessions.drop],
         # Files Gradio caches (uploads, exports) are deleted hourly once an hour old.
         delete_cache=(3600, 3600),
     )

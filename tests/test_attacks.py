@@ -225,11 +225,13 @@ class TestRow13LoneSurrogates:
         """The page's reply event with a lone surrogate in the message answers, with U+FFFD in its place."""
         fn_index = page_event(target.url, "message", "submit")
         # Written by hand: no JSON encoder writes a lone surrogate, but the JSON text may hold its escape.
-        body = f'{{"data": ["\\ud800 hi", "s", 0.5, 10, "fake-model"], "fn_index": {fn_index}, "session_hash": "sg"}}'
+        session = uuid.uuid4().hex
+        data = '["\\ud800 hi", "s", 0.5, 10, "fake-model"]'
+        body = f'{{"data": {data}, "fn_index": {fn_index}, "session_hash": "{session}"}}'
         with httpx.Client(base_url=target.url, timeout=30) as http:
             joined = http.post("gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
             assert joined.status_code == 200
-            with http.stream("GET", "gradio_api/queue/data", params={"session_hash": "sg"}) as events:
+            with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as events:
                 completed = next(
                     json.loads(line[5:])
                     for line in events.iter_lines()

@@ -22,6 +22,7 @@ __all__ = [
     "apply",
     "called_through_mcp",
     "keep_out_of_mcp",
+    "on_checked_version",
 ]
 
 
