@@ -162,6 +162,22 @@ class TestCrossOrigin:
         assert refused.status_code == 403
         assert "another site may not call it" in refused.json()["detail"]
 
+    def test_a_navigation_from_another_site_cannot_sign_the_visitor_in_or_out(self):
+        """A link or a form on another site that leads to logout or login is refused (the page's own links are
+        not); the identity provider's redirect back to the callback is a navigation from its site, and passes."""
+        policy = Middleware(
+            CrossOriginPolicy, credentialed=("/logout", "/login", "/login/"), callbacks=("/login/callback",)
+        )
+        http = client(policy)
+        cross = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}
+        assert http.get("/logout", headers=cross).status_code == 403
+        assert http.post("/login", headers={**cross, "origin": "https://evil.test"}).status_code == 403
+        assert (
+            http.get("/logout", headers={"sec-fetch-site": "same-origin", "sec-fetch-mode": "navigate"}).status_code
+            == 200
+        )
+        assert http.get("/login/callback", headers=cross).status_code == 200
+
     def test_a_preflight_allows_no_credentials(self):
         """Another site's preflight is answered for the public API, without Allow-Credentials, so a credentialed
         request with custom headers never follows."""

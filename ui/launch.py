@@ -34,7 +34,14 @@ from ui.edge import (
 from ui.gradio_internals import cors, unread
 from ui.gradio_internals.endpoints import api_shapes, event_shapes
 from ui.gradio_internals.requests import GradioRequestGuard
-from ui.gradio_internals.routes import MCP_PATHS, SIGN_IN_PATHS, UPLOAD_PATH, is_static, is_upload
+from ui.gradio_internals.routes import (
+    MCP_PATHS,
+    SIGN_IN_CALLBACKS,
+    SIGN_IN_PATHS,
+    UPLOAD_PATH,
+    is_static,
+    is_upload,
+)
 from ui.gradio_internals.uploads import UploadCacheBound
 
 __all__ = ["SpaceBlocks", "edge_middleware", "launch_options"]
@@ -77,7 +84,12 @@ def edge_middleware(settings: Settings, blocks: gr.Blocks) -> list[Middleware]:
     upload_rate = settings.uploads_per_minute
     stack = [
         Middleware(SecurityHeaders),
-        Middleware(CrossOriginPolicy, credentialed=SIGN_IN_PATHS, trust_forwarded_host=settings.trusted_proxies > 0),
+        Middleware(
+            CrossOriginPolicy,
+            credentialed=SIGN_IN_PATHS,
+            callbacks=SIGN_IN_CALLBACKS,
+            trust_forwarded_host=settings.trusted_proxies > 0,
+        ),
         Middleware(
             ClientAddress, trusted_proxies=settings.trusted_proxies, forwarding=CallerForwarding(paths=MCP_PATHS)
         ),

@@ -5,7 +5,9 @@ session, `APP_AUTH`'s access token: both `SameSite=None`), and read the answers 
 credentials. So a request is *foreign* when its `Origin` is not this host (or is "null"), or, without an Origin,
 when `Sec-Fetch-Site` says another site sent it and it is not a navigation. A foreign request:
 
-- to a route that acts on the visitor's sign-in (`credentialed` paths: the token, login, logout, OAuth) gets 403;
+- to a route that acts on the visitor's sign-in (`credentialed` paths: the token, login, logout, OAuth) gets 403,
+  and so does a navigation from another site to one (a link or a form that logs the visitor out or in), but for
+  the `callbacks` an identity provider sends the visitor back to (protected by their own state parameter);
 - otherwise is served as if it had no cookies (the Cookie header and any session a middleware outside decoded are
   removed from what the app sees), with `Access-Control-Allow-Origin` so that the public API stays usable from
   other sites (`@gradio/client` sends no credentials to them), and never `Access-Control-Allow-Credentials`.
@@ -69,11 +71,20 @@ def is_foreign(headers: Headers, hosts: Sequence[str]) -> bool:
 
 class CrossOriginPolicy:
     """The module's rules. `credentialed`: route paths that act on the visitor's sign-in (a path or a prefix
-    ending in "/"); `trust_forwarded_host`: whether the X-Forwarded-Host of a trusted proxy names this app too."""
+    ending in "/"); `callbacks`: those an identity provider navigates back to; `trust_forwarded_host`: whether
+    the X-Forwarded-Host of a trusted proxy names this app too."""
 
-    def __init__(self, app: ASGIApp, *, credentialed: Sequence[str], trust_forwarded_host: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        credentialed: Sequence[str],
+        callbacks: Sequence[str] = (),
+        trust_forwarded_host: bool = False,
+    ) -> None:
         self.app = app
         self.credentialed = tuple(credentialed)
+        self.callbacks = frozenset(callbacks)
         self.trust_forwarded_host = trust_forwarded_host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,15 +94,18 @@ class CrossOriginPolicy:
         headers = Headers(scope=scope)
         host = headers.get("host", "")
         hosts = [host, headers.get("x-forwarded-host", "")] if self.trust_forwarded_host else [host]
-        if not is_foreign(headers, hosts):
+        foreign = is_foreign(headers, hosts)
+        path = route_path(scope)
+        from_another_site = foreign or headers.get("sec-fetch-site") in ("cross-site", "same-site")
+        if from_another_site and self._acts_on_sign_in(path) and path not in self.callbacks:
+            response = refusal(403, "This route acts on a visitor's sign-in: another site may not call it.")
+            await response(scope, receive, send)
+            return
+        if not foreign:
             await self.app(scope, receive, send)
             return
         origin = headers.get("origin")
         readable = origin is not None and _host_and_port(host, None)[0] not in _LOOPBACK_HOSTS
-        if self._acts_on_sign_in(route_path(scope)):
-            response = refusal(403, "This route acts on a visitor's sign-in: another site may not call it.")
-            await response(scope, receive, send)
-            return
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             preflight = PlainTextResponse("OK", headers={"access-control-max-age": "600", "vary": "Origin"})
             if readable and origin is not None:

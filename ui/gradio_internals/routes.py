@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["MCP_PATHS", "SIGN_IN_PATHS", "UPLOAD_PATH", "is_static", "is_upload"]
+__all__ = ["MCP_PATHS", "SIGN_IN_CALLBACKS", "SIGN_IN_PATHS", "UPLOAD_PATH", "is_static", "is_upload"]
 
 UPLOAD_PATH = "/gradio_api/upload"
 # The MCP server, both transports: the requests whose tools Gradio runs through its own loopback client.
@@ -10,6 +10,8 @@ MCP_PATHS = ("/gradio_api/mcp",)
 # What acts on or tells a visitor's sign-in: APP_AUTH's login, logout and token, the OAuth routes, the user.
 # An entry ending in "/" is a prefix.
 SIGN_IN_PATHS = ("/login", "/login/", "/logout", "/gradio_api/token", "/gradio_api/user")
+# Where Hugging Face sends the visitor back after sign-in: a navigation from its site, checked by OAuth's state.
+SIGN_IN_CALLBACKS = ("/login/callback",)
 # The page's files: the same for every visitor, cheap, and many per page load.
 _STATIC = (
     "/assets/",
