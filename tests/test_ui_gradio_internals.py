@@ -14,6 +14,7 @@ import os
 import sys
 import uuid
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -39,7 +40,7 @@ from ui.gradio_internals.performance import (
     cache_init_signatures,
     skip_missing_matplotlib,
 )
-from ui.gradio_internals.requests import GradioRequestGuard
+from ui.gradio_internals.requests import SESSION_CARRIERS, GradioRequestGuard
 
 pytestmark = pytest.mark.unit
 
@@ -281,6 +282,11 @@ class TestRequestGuard:
         assert call.json()["body"] == {"data": ["Ada"], "session_hash": key}
         cancel = http.post("/gradio_api/cancel", json={"session_hash": HASH, "fn_index": 0, "event_id": "e"})
         assert cancel.json()["body"]["session_hash"] == key
+        # The page's events outside the queue (Stop, undo, the page's load) go to /run/predict.
+        quick = http.post("/gradio_api/run/predict", json={"data": ["x"], "fn_index": 0, "session_hash": HASH})
+        assert quick.json()["body"]["session_hash"] == key
+        chunk = http.post("/gradio_api/stream/event-1", json={"data": ["x"], "session_hash": HASH})
+        assert chunk.json()["body"]["session_hash"] == key
         assert http.get(f"/gradio_api/heartbeat/{HASH}").json()["path"] == f"/gradio_api/heartbeat/{key}"
         stream = http.get(f"/gradio_api/stream/{HASH}/run/3/playlist.m3u8").json()["path"]
         assert stream == f"/gradio_api/stream/{key}/run/3/playlist.m3u8"
@@ -357,6 +363,60 @@ class TestRequestGuard:
         """A body past 64 KB is checked on a worker thread: the same answer, and the loop free meanwhile."""
         body = _guarded().post("/gradio_api/call/greet", json={"data": ["x" * 500_000], "session_hash": HASH})
         assert len(body.json()["body"]["data"][0]) == 500_000
+
+
+class TestSessionCarriers:
+    @pytest.mark.parametrize("route", sorted(SESSION_CARRIERS))
+    def test_the_guard_binds_the_hash_on_each(self, route):
+        """Each carrier the guard lists, sent a hash where Gradio reads it: Gradio gets the bound key instead (or,
+        for a route the Space does not use, a 404)."""
+        http = _guarded()
+        key = http.sessions.bind(HASH, "203.0.113.5")
+        values = {"api_name": "greet", "event_id": "event-1", "session_hash": HASH, "run": "run", "component_id": "3"}
+        path = route.format(**values, segment_id="1", ext="ts")
+        where = SESSION_CARRIERS[route]
+        if where == "blocked":
+            assert http.get(path, params={"session_hash": HASH}).status_code == 404
+        elif where == "body":
+            body: dict[str, Any] = {"data": ["Ada"], "session_hash": HASH}
+            if "call" not in route:
+                body["fn_index"] = 0
+            assert http.post(path, json=body).json()["body"]["session_hash"] == key
+        elif where == "query":
+            assert http.get(path, params={"session_hash": HASH}).json()["query"]["session_hash"] == key
+        else:
+            assert http.get(path).json()["path"] == path.replace(HASH, key)
+
+    def test_every_route_of_gradio_that_takes_a_session_hash_is_guarded(self):
+        """Read from Gradio's own routes (their path, query and body parameters): a release that adds a route
+        taking a session hash fails here until the guard binds it too."""
+        from fastapi.routing import APIRoute
+        from gradio.routes import App
+
+        def routes(entries: list[Any]) -> Iterator[Any]:
+            for entry in entries:
+                if hasattr(entry, "original_router"):  # FastAPI's included router
+                    yield from routes(entry.original_router.routes)
+                else:
+                    yield entry
+
+        def takes_a_hash(dependant: Any) -> bool:
+            named = [param.name for param in dependant.path_params + dependant.query_params]
+            models = [getattr(param.field_info, "annotation", None) for param in dependant.body_params]
+            return (
+                "session_hash" in named
+                or any("session_hash" in getattr(model, "model_fields", {}) for model in models)
+                or any(takes_a_hash(sub) for sub in dependant.dependencies)
+            )
+
+        demo = small_blocks()
+        demo.queue()
+        found = {
+            route.path.rstrip("/")
+            for route in routes(App.create_app(demo).routes)
+            if isinstance(route, APIRoute) and takes_a_hash(route.dependant)
+        }
+        assert found == set(SESSION_CARRIERS)
 
 
 class TestCorsStandsAside:

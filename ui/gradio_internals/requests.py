@@ -2,15 +2,16 @@
 
 - Routes the Space does not use answer 404: deep links (`/gradio_api/deep_link`, which replay one visitor's values
   to another) and `/gradio_api/component_server` (no component here has server functions).
-- API calls (`/gradio_api/call/<name>`, `/call/v2/<name>`) and the page's events (`/gradio_api/queue/join`) are
-  checked against what the endpoint takes: a name it does not have (404), inputs left out (the documented
-  defaults, or a 422 naming what is missing), too many or unknown ones, JSON nested deeper than any input needs,
-  file references where the event takes no file (422), each with a sentence instead of Gradio's bare error.
+- API calls (`/gradio_api/call/<name>`, `/call/v2/<name>`) and the page's events (`/gradio_api/queue/join`, and
+  `/gradio_api/run/<name>` for those outside the queue) are checked against what the endpoint takes: a name it
+  does not have (404), inputs left out (the documented defaults, or a 422 naming what is missing), too many or
+  unknown ones, JSON nested deeper than any input needs, file references where the event takes no file (422),
+  each with a sentence instead of Gradio's bare error.
 - Every session hash a request carries is checked (`services.session_keys.hash_problem`: 422 when it is plainly not
   random) and replaced by the key bound to its caller (`SessionKeys.bind`), so that Gradio and the app only ever
-  see bound keys: the queue's join (body), its event stream (`queue/data?session_hash=`), `/call` (body), cancel
-  (body), the heartbeat and media streams (path). A request that may start a session (join, `/call` with a hash)
-  is counted by `SessionKeys.open`, which refuses a new one past the caller's bounds (429).
+  see bound keys: the queue's join (body), its event stream (`queue/data?session_hash=`), `/call` and `/run`
+  (body), cancel (body), the heartbeat and media streams (path). A request that may start a session (join, `/run`,
+  `/call` with a hash) is counted by `SessionKeys.open`, which refuses a new one past the caller's bounds (429).
 
 A `/call` without a session hash is its own session in Gradio (the event's id), for that one call.
 """
@@ -32,10 +33,28 @@ from ui.edge import connection_address
 from ui.edge._http import refusal, route_path
 from ui.gradio_internals.endpoints import ApiShape, EventShape
 
-__all__ = ["MAX_JSON_DEPTH", "GradioRequestGuard"]
+__all__ = ["MAX_JSON_DEPTH", "SESSION_CARRIERS", "GradioRequestGuard"]
 
 _API = "/gradio_api"
 _BLOCKED = (f"{_API}/deep_link", f"{_API}/component_server")
+# Every route of Gradio 6.31 that takes a session hash (tests/test_ui_gradio_internals.py reads them from Gradio's
+# own routes and fails on one missing here), and where it is: a JSON body, the query, or the path.
+SESSION_CARRIERS = {
+    f"{_API}/queue/join": "body",
+    f"{_API}/call/{{api_name}}": "body",
+    f"{_API}/run/{{api_name}}": "body",  # the page's events outside the queue (`/run/predict`, by fn_index)
+    f"{_API}/api/{{api_name}}": "body",  # the same route, by its other name
+    f"{_API}/cancel": "body",
+    f"{_API}/stream/{{event_id}}": "body",  # a streaming input's next chunk
+    f"{_API}/queue/data": "query",
+    f"{_API}/heartbeat/{{session_hash}}": "path",
+    f"{_API}/stream/{{session_hash}}/{{run}}/{{component_id}}/playlist.m3u8": "path",
+    f"{_API}/stream/{{session_hash}}/{{run}}/{{component_id}}/{{segment_id}}.{{ext}}": "path",
+    f"{_API}/stream/{{session_hash}}/{{run}}/{{component_id}}/playlist-file": "path",
+    f"{_API}/deep_link": "blocked",
+}
+# POST routes whose JSON body may carry a session hash, besides the queue's join and cancel.
+_BODIES = (f"{_API}/call/", f"{_API}/run/", f"{_API}/api/", f"{_API}/stream/")
 # No input nests deeper than a saved chat (about 6 levels); Gradio's own walks over a value recurse.
 MAX_JSON_DEPTH = 32
 # Bodies past this size are parsed on a worker thread, so that the event loop never waits on one.
@@ -75,7 +94,7 @@ class GradioRequestGuard:
         if path in _BLOCKED:
             await refusal(404, "Not Found")(scope, receive, send)
             return
-        if method == "POST" and (path.startswith(f"{_API}/call/") or path in (f"{_API}/queue/join", f"{_API}/cancel")):
+        if method == "POST" and (path.startswith(_BODIES) or path in (f"{_API}/queue/join", f"{_API}/cancel")):
             await self._body(scope, receive, send, path)
             return
         if method in ("GET", "HEAD"):
@@ -140,15 +159,17 @@ class GradioRequestGuard:
         files, too_deep = _walk(payload)
         if too_deep:
             return _Refusal(422, f"The request body nests deeper than the {MAX_JSON_DEPTH} levels any input needs.")
-        if path == f"{_API}/cancel":
+        # Cancel and a streaming input's chunk name a session already started; the others may start one.
+        starts = not (path == f"{_API}/cancel" or path.startswith(f"{_API}/stream/"))
+        if not starts:
             checked: object | _Refusal = payload
-        elif path == f"{_API}/queue/join":
-            checked = self._check_event(payload, files)
-        else:
+        elif path.startswith(f"{_API}/call/"):
             checked = self._check_call(path, payload, files)
+        else:
+            checked = self._check_event(payload, files)
         if isinstance(checked, _Refusal):
             return checked
-        bound = self._bound_session(scope, checked, starts=path != f"{_API}/cancel")
+        bound = self._bound_session(scope, checked, starts=starts)
         if isinstance(bound, _Refusal):
             return bound
         return body if bound is payload else json.dumps(bound).encode()
