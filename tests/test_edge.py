@@ -306,6 +306,11 @@ class TestRateLimit:
         http = self.http()
         assert [http.get("/free").status_code for _ in range(5)] == [200] * 5
 
+    def test_the_app_calling_itself_is_not_limited(self):
+        """Loopback is the app's own client (Gradio's MCP server) or the machine itself."""
+        http = self.http(peer="127.0.0.1")
+        assert [http.get("/x").status_code for _ in range(5)] == [200] * 5
+
     def test_an_ipv6_slash_64_is_one_caller(self):
         """Two addresses of one /64 share a budget; another /64 has its own."""
         rate = RequestRate(2, message="{limit} {retry}")

@@ -3,10 +3,16 @@
 The caller is the address `ClientAddress` wrote into the request, counted by block (an IPv6 /64 is one caller:
 `services.network.address_block`). Several instances stack, each with its own requests (`applies`) and rate: the
 whole API at a generous rate, uploads at a stricter one.
+
+A loopback caller is not limited: it is the app calling itself (Gradio's MCP server runs tools through its own
+client, whose event streams name no caller; the calls themselves are counted for the agent they serve, see
+`ClientAddress`) or the machine it runs on. Behind a proxy, a caller's address is the proxy's own entry, which
+no caller can make a loopback address.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 
@@ -32,7 +38,11 @@ class RateLimit:
         if scope["type"] != "http" or not self.applies(scope["method"], route_path(scope)):
             await self.app(scope, receive, send)
             return
-        caller = address_block(scope["client"][0] if scope.get("client") else "unknown")
+        address = scope["client"][0] if scope.get("client") else "unknown"
+        if _is_loopback(address):
+            await self.app(scope, receive, send)
+            return
+        caller = address_block(address)
         try:
             self.rate.check(caller)
         except RateLimitedError as error:
@@ -40,3 +50,11 @@ class RateLimit:
             await refusal(429, str(error), {"retry-after": retry})(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
