@@ -640,10 +640,7 @@ VARIABLES: tuple[Variable, ...] = (
         "UNREAD_RESULTS_MB",
         "unread_results_bytes",
         _megabytes(1, 1 << 20),
-        (
-            "MB of results all callers together may leave unread (a session at most a quarter), oldest let go "
-            "first."
-        ),
+        "MB of results all callers together may leave unread (a session at most a quarter), oldest let go first.",
         "limits",
         default="`32`",
     ),
