@@ -55,7 +55,7 @@ from services.redact import Scrubber, install_log_redaction
 from services.saved_chats import ChatArchive, Seal
 from services.sessions import SessionStore
 from services.signin import decide_sign_in
-from ui import gradio_patches
+from ui import gradio_internals
 from ui.chat import ChatPanel
 from ui.chat_api import ChatApi
 from ui.launch import SpaceBlocks
@@ -102,6 +102,8 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
         title=TITLE,
         head=f"<script>{SAVED_CHATS_JS}</script>",
         on_shutdown=[b.aclose for b in backends],
+        # A /call without a session hash is a session for that one call: what it kept goes once it is answered.
+        on_session_end=[sessions.drop],
         # Files Gradio caches (uploads, exports) are deleted hourly once an hour old.
         delete_cache=(3600, 3600),
     )
@@ -123,7 +125,7 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
     # max_size bounds how many calls may wait; past it callers get "queue full" instead of a hang. api_open=False
     # closes the direct /run routes, which would skip the queue's limits.
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=None, api_open=False)
-    gradio_patches.apply(demo)
+    gradio_internals.apply(demo)
     return demo
 
 

@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # Variables the app reads, cleared so a real key in the developer's shell never sends the benchmark to a paid API.
-from tests.support.apps import APP_VARIABLES  # noqa: E402
+from tests.support.apps import APP_VARIABLES, PER_ADDRESS_LIMITS_OFF  # noqa: E402
 
 MESSAGE = "Tell me, at length, how streaming works."
 DIRECT, CHAT, UI, HTTP_CALL, GRADIO_CLIENT = "direct", "browser /chat", "browser UI", "HTTP /call", "gradio_client"
@@ -230,6 +230,8 @@ def _app_env(backend_url: str, model: str) -> dict[str, str]:
         RATE_LIMIT_PER_SESSION="none",
         RATE_LIMIT_PER_IP="none",
         QUEUE_MAX_SIZE="none",
+        # Every bench client comes from 127.0.0.1, one address.
+        **PER_ADDRESS_LIMITS_OFF,
         HISTORY_SECRET="bench-history-secret-0123456789abcdef",
         GRADIO_ANALYTICS_ENABLED="False",
         HF_HUB_OFFLINE="1",

@@ -28,6 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.apps import PER_ADDRESS_LIMITS_OFF  # noqa: E402
 from tests.support.fake_openai import free_port  # noqa: E402
 
 CALL_TIMEOUT = 60.0  # seconds: a call that takes longer counts as lost
@@ -137,6 +138,8 @@ def phase(name: str, fake_url: str, clients: int, expected_reply: str, **app_env
         LLM_MODEL="fake-model",
         RATE_LIMIT_PER_SESSION="none",
         RATE_LIMIT_PER_IP="none",
+        # Every bench client comes from 127.0.0.1, one address.
+        **PER_ADDRESS_LIMITS_OFF,
         **app_env,
     )
     url = f"http://127.0.0.1:{port}/"

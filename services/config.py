@@ -109,6 +109,15 @@ class Settings:
     attachment_workers: int = 2
     session_capacity: int = 1_000
     session_ttl: float = 3600.0  # seconds an idle session's server-side data is kept
+    # Per address block (an IPv4 address, an IPv6 /64), a minute unless said otherwise; None: no limit.
+    api_requests_per_minute: int | None = 600
+    uploads_per_minute: int | None = 10
+    new_sessions_per_minute: int | None = 30
+    sessions_per_address: int | None = 100  # alive at once
+    unread_results_per_session: int = 500  # messages
+    unread_results_bytes: int = 32 * 1_048_576  # all sessions together; a session may hold a quarter
+    unread_results_ttl: float = 300.0  # seconds
+    upload_cache_bytes: int = 100 * 1_048_576
 
     history_secret: str | None = field(default=None, repr=False)
     history_conversation_chars: int = 200_000
@@ -211,6 +220,11 @@ def _milliseconds(maximum: int) -> Parser:
 def _minutes(minimum: int, maximum: int) -> Parser:
     whole = _integer(minimum, maximum)
     return lambda raw: whole(raw) * 60.0
+
+
+def _megabytes(minimum: int, maximum: int) -> Parser:
+    whole = _integer(minimum, maximum)
+    return lambda raw: whole(raw) * 1_048_576
 
 
 def _flag(raw: str) -> bool:
@@ -812,6 +826,73 @@ VARIABLES: tuple[Variable, ...] = (
         "Minutes an idle session's server-side data (the `/chat` conversation, the counter) is kept.",
         "limits",
         default="`60`",
+    ),
+    Variable(
+        "API_REQUESTS_PER_MINUTE",
+        "api_requests_per_minute",
+        _limit(10),
+        (
+            "Requests a minute per IP address (an IPv6 /64 counts as one), bursts of as many included, to "
+            "everything but static files: the page's events, the API, MCP (`none`: no limit)."
+        ),
+        "limits",
+    ),
+    Variable(
+        "UPLOADS_PER_MINUTE",
+        "uploads_per_minute",
+        _limit(1),
+        "Uploads to `/gradio_api/upload` a minute per IP address (an IPv6 /64 counts as one; `none`: no limit).",
+        "limits",
+    ),
+    Variable(
+        "NEW_SESSIONS_PER_MINUTE",
+        "new_sessions_per_minute",
+        _limit(1),
+        (
+            "Sessions (page loads, API clients' session hashes) one IP address may start a minute; past it, 429 "
+            "(`none`: no limit)."
+        ),
+        "limits",
+    ),
+    Variable(
+        "SESSIONS_PER_ADDRESS",
+        "sessions_per_address",
+        _limit(1),
+        (
+            "Sessions one IP address may hold at once (each until `SESSION_TTL_MINUTES` unused), so that no "
+            "address can push others' sessions out of `SESSION_CAPACITY` (`none`: no limit)."
+        ),
+        "limits",
+    ),
+    Variable(
+        "UNREAD_RESULTS_PER_SESSION",
+        "unread_results_per_session",
+        _integer(10, 1_000_000),
+        "Results and updates a session may leave unread; past it, its unread results are let go.",
+        "limits",
+    ),
+    Variable(
+        "UNREAD_RESULTS_MB",
+        "unread_results_bytes",
+        _megabytes(1, 1 << 20),
+        "MB of results all callers together may leave unread (a session at most a quarter), oldest let go first.",
+        "limits",
+        default="`32`",
+    ),
+    Variable(
+        "UNREAD_RESULTS_SECONDS",
+        "unread_results_ttl",
+        _number_between(1, 86_400),
+        "Seconds a result is kept unread before it is let go.",
+        "limits",
+    ),
+    Variable(
+        "UPLOAD_CACHE_MB",
+        "upload_cache_bytes",
+        _megabytes(1, 1 << 20),
+        "MB Gradio's upload cache may hold; past it, the oldest files are deleted.",
+        "limits",
+        default="`100`",
     ),
     # History
     Variable(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from services.config import Settings
 from services.errors import RateLimitedError
 
-__all__ = ["ChatRateLimits", "RateLimiter"]
+__all__ = ["ChatRateLimits", "RateLimiter", "RequestRate"]
 
 
 class RateLimiter:
@@ -98,3 +98,53 @@ class ChatRateLimits:
             self._session.count(session)
         if self._ip is not None:
             self._ip.count(address)
+
+
+class RequestRate:
+    """At most `limit` requests per key a `window`, with bursts up to `limit`: a token bucket per key.
+
+    For the limits that count every request (thousands a minute per caller): two numbers per key instead of a
+    timestamp per request, and O(1) per check. A bucket refills at `limit / window` a second; a key whose bucket
+    is full again is forgotten, so memory follows the callers active within one window.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        window: float = 60.0,
+        message: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._rate = limit / window
+        self._message = message
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens left, when counted)
+        self._sweep_at = 10_000
+        self._lock = threading.Lock()
+
+    def check(self, key: str, cost: float = 1.0) -> None:
+        """Take `cost` from `key`'s bucket, or raise `RateLimitedError` (and take nothing) when it has too little."""
+        now = self._clock()
+        with self._lock:
+            tokens, then = self._buckets.get(key, (float(self.limit), now))
+            tokens = min(float(self.limit), tokens + (now - then) * self._rate)
+            if tokens < cost:
+                retry_after = (cost - tokens) / self._rate
+                self._buckets[key] = (tokens, now)
+                raise RateLimitedError(
+                    self._message.format(limit=self.limit, retry=max(1, math.ceil(retry_after))),
+                    retry_after=retry_after,
+                )
+            self._buckets[key] = (tokens - cost, now)
+            if len(self._buckets) > self._sweep_at:
+                self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        full = [key for key, (left, then) in self._buckets.items() if left + (now - then) * self._rate >= self.limit]
+        for key in full:
+            del self._buckets[key]
+        # Many callers at once: sweep again only once they have doubled, so that the sweeps stay O(1) a request.
+        self._sweep_at = max(10_000, 2 * len(self._buckets))

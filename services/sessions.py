@@ -57,7 +57,9 @@ class SessionStore:
         return len(self._sessions)
 
     def get(self, key: str) -> Session:
-        """The session for `key`, a new one when it is unknown or has expired."""
+        """The session for `key`, a new one when it is unknown or has expired (an empty key's is never kept)."""
+        if not key:
+            return Session()
         now = self._clock()
         with self._lock:
             session = self._sessions.get(key)
@@ -69,6 +71,14 @@ class SessionStore:
             while len(self._sessions) > self.capacity:
                 self._sessions.popitem(last=False)
             self._expire(now)
+        return session
+
+    def peek(self, key: str) -> Session | None:
+        """The session for `key` if it is kept and alive; creates nothing (for events that only read)."""
+        with self._lock:
+            session = self._sessions.get(key)
+        if session is None or self._clock() - session.used > self.ttl:
+            return None
         return session
 
     def _expire(self, now: float) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import gradio.queueing
+import gradio.utils
 import pytest
 
 from tests.support.apps import ROOT, RunningApp, app_env, fake_backed, running_app, start_app, stop_app
@@ -47,3 +50,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("unit"):
             item.add_marker(pytest.mark.filterwarnings("error::ResourceWarning"))
             item.add_marker(pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def gradio_makes_no_event_loops() -> Iterator[None]:
+    """Outside a running event loop, Gradio makes a new loop for each lock or event it creates
+    (gradio/utils.py, `safe_get_lock`, `safe_get_stop_event`: for Pythons before 3.10, whose locks needed one), sets
+    it as the thread's loop and never closes it. Each was a ResourceWarning (the loop and its self-pipe sockets)
+    in whatever test was running when it was collected. On the Pythons this project runs, a lock needs no loop."""
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (gradio.utils, gradio.queueing):
+            if hasattr(module, "safe_get_lock"):
+                patch.setattr(module, "safe_get_lock", asyncio.Lock)
+        patch.setattr(gradio.utils, "safe_get_stop_event", asyncio.Event)
+        yield

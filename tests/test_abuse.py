@@ -1,8 +1,10 @@
 """The attacks at once, while a visitor uses the Space: it stays responsive, bounded in memory, and nothing leaks.
 
 Attackers send 6.5 MB bodies, oversized histories, big uploads and chats whose model server answers with errors
-quoting the key; meanwhile a visitor calls /greet every 100 ms and a page in Chromium opens a deep link and
-chats. Everything goes through a recording proxy, whose bytes are scanned for the secrets afterwards.
+quoting the key, start calls whose results they never read, flood fresh session hashes and call from another
+site; meanwhile a visitor calls /greet every 100 ms and a page in Chromium opens a deep link and chats. Everything
+goes through a recording proxy, whose bytes are scanned for the secrets afterwards. (All callers share 127.0.0.1
+here, so the per-address limits are off: what holds is the bounds behind them.)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +94,12 @@ def test_the_space_holds_while_attacked(tmp_path: Path):
                         proxy.url,
                     ),
                     *(repeat(until, lambda h: h.get(f"gradio_api/call/chat/{_chat(h)}"), proxy.url) for _ in range(3)),
+                    # Results never read (issue #19, row 6), fresh sessions (row 5), another site's calls (row 3).
+                    repeat(
+                        until, lambda h: h.post("gradio_api/call/reverse", json={"data": ["x" * 100_000]}), proxy.url
+                    ),
+                    repeat(until, _fresh_session, proxy.url),
+                    repeat(until, _from_another_site, proxy.url),
                 ]
                 latencies: list[float] = []
                 greetings: list[str] = []
@@ -121,6 +130,16 @@ def test_the_space_holds_while_attacked(tmp_path: Path):
         assert form not in received
         assert form.decode() not in app.log()
     assert b"reported an error: upstream: Authorization: Bearer ***" in received  # the attack did run
+
+
+def _fresh_session(http: httpx.Client) -> None:
+    http.post("gradio_api/call/increment", json={"data": [], "session_hash": uuid.uuid4().hex})
+
+
+def _from_another_site(http: httpx.Client) -> None:
+    foreign = {"Origin": "https://evil.test", "Cookie": "access-token-x=stolen"}
+    http.get("gradio_api/token", headers=foreign)
+    http.post("gradio_api/call/greet", json={"data": ["evil"]}, headers=foreign)
 
 
 def _chat(http: httpx.Client) -> str:

@@ -242,12 +242,13 @@ class TestRow13LoneSurrogates:
             "Model": "fake-model",
         }
         # Written by hand: no JSON encoder writes a lone surrogate, but the JSON text may hold its escape.
+        session = uuid.uuid4().hex
         data = json.dumps(page_data(target.url, fn_index, values)).replace('"MESSAGE"', '"\\ud800 hi"')
-        body = f'{{"data": {data}, "fn_index": {fn_index}, "session_hash": "sg"}}'
+        body = f'{{"data": {data}, "fn_index": {fn_index}, "session_hash": "{session}"}}'
         with httpx.Client(base_url=target.url, timeout=30) as http:
             joined = http.post("gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
             assert joined.status_code == 200
-            with http.stream("GET", "gradio_api/queue/data", params={"session_hash": "sg"}) as events:
+            with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as events:
                 completed = next(
                     json.loads(line[5:])
                     for line in events.iter_lines()

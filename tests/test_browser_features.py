@@ -176,12 +176,12 @@ class TestAnotherVisitorsValues:
             "constructor_args": {},
             "props": {},
         }
-        body = {"data": [[payload], "s", 0.5, 10, ""], "fn_index": reply_event, "session_hash": "attacker01"}
+        body = {"data": [[payload], "s", 0.5, 10, ""], "fn_index": reply_event, "session_hash": "q8x3kz0vla"}
         with httpx.Client(base_url=app.url, timeout=20) as client:
             client.post("gradio_api/queue/join", json=body)
-            assert client.get("gradio_api/deep_link", params={"session_hash": "attacker01"}).status_code == 404
+            assert client.get("gradio_api/deep_link", params={"session_hash": "q8x3kz0vla"}).status_code == 404
         page = browser.new_context().new_page()
-        page.goto(app.url + "?deep_link=attacker01")
+        page.goto(app.url + "?deep_link=q8x3kz0vla")
         page.locator(MESSAGE_BOX).wait_for()
         page.wait_for_timeout(500)
         assert page.evaluate("() => window.__pwned") is None

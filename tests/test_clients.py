@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import gradio as gr
@@ -81,9 +82,10 @@ class TestCurl:
 
     def test_one_session_hash_is_one_conversation(self, app: RunningApp, fake: FakeOpenAI):
         """Two /call/chat calls with the same session_hash: the second carries the first exchange."""
+        session = str(uuid.uuid4())
         with httpx.Client(base_url=app.url, timeout=20) as http:
             for message in ("my name is Ada", "what is my name"):
-                body = {"data": [message], "session_hash": "curl-session-1"}
+                body = {"data": [message], "session_hash": session}
                 event = http.post("gradio_api/call/chat", json=body).json()["event_id"]
                 http.get(f"gradio_api/call/chat/{event}")
         assert fake.requests[-1]["messages"][1:] == [

@@ -12,7 +12,6 @@ from scripts.config_table import render
 from services.access import Access
 from services.config import VARIABLES, load_settings
 from tests.support.apps import ROOT
-from tests.support.blocks import built
 from tests.support.scripted_backend import ScriptedBackend
 
 pytestmark = pytest.mark.unit
@@ -80,7 +79,7 @@ class TestLayout:
 class TestApi:
     def test_the_table_matches_the_api(self):
         """Each row's endpoints, input names and types, and return types are what the API info says."""
-        demo = built(lambda: build_demo(load_settings({"HISTORY_SECRET": "x" * 40}), Access(owner=ScriptedBackend())))
+        demo = build_demo(load_settings({"HISTORY_SECRET": "x" * 40}), Access(owner=ScriptedBackend()))
         info = demo.get_api_info()["named_endpoints"]
         table = section("API").split("| Endpoint | Inputs | Returns |", 1)[1].split("\n\n", 1)[0]
         documented: set[str] = set()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.network import client_address
+from services.network import address_block, client_address
+
+pytestmark = pytest.mark.unit
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +64,19 @@ class TestNormalisation:
     def test_peer(self, peer, expected):
         """The socket peer is normalised the same way."""
         assert client_address(peer, [], trusted_proxies=0) == expected
+
+
+class TestAddressBlock:
+    CASES = (
+        ("203.0.113.5", "203.0.113.5"),  # IPv4: the address itself
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),  # IPv6: its /64
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),  # another address of the same /64, the same caller
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),  # the next /64, another caller
+        ("::ffff:203.0.113.5", "203.0.113.5"),  # IPv4-mapped: the IPv4 address
+        ("unknown", "unknown"),  # no peer: its own block
+    )
+
+    @pytest.mark.parametrize(("address", "expected"), CASES)
+    def test_block(self, address, expected):
+        """One IPv6 host holds a /64 (its privacy addresses change within it): the limits count the /64."""
+        assert address_block(address) == expected

@@ -6,7 +6,9 @@ import pytest
 
 from services.config import Settings
 from services.errors import RateLimitedError
-from services.ratelimit import ChatRateLimits, RateLimiter
+from services.ratelimit import ChatRateLimits, RateLimiter, RequestRate
+
+pytestmark = pytest.mark.unit
 
 pytestmark = pytest.mark.unit
 
@@ -214,3 +216,53 @@ class TestChatRateLimits:
         limits.check(session="s", address="1.1.1.1")
         with pytest.raises(RateLimitedError, match="per address"):
             limits.check(session="t", address="1.1.1.1")
+
+
+class TestRequestRate:
+    def rate(self, clock: Clock, limit: int = 3) -> RequestRate:
+        return RequestRate(limit, message="At most {limit} a minute; again in {retry} s.", clock=clock)
+
+    def test_a_burst_of_the_limit_then_refusals(self):
+        clock = Clock()
+        rate = self.rate(clock)
+        for _ in range(3):
+            rate.check("a")
+        with pytest.raises(RateLimitedError, match=r"^At most 3 a minute; again in 20 s\.$") as refused:
+            rate.check("a")
+        assert refused.value.retry_after == pytest.approx(20)
+        rate.check("b")  # another caller has its own bucket
+
+    def test_it_refills_at_the_limit_a_window(self):
+        """One request back every window/limit seconds: 20 s for 3 a minute."""
+        clock = Clock()
+        rate = self.rate(clock)
+        for _ in range(3):
+            rate.check("a")
+        clock.now += 20
+        rate.check("a")
+        with pytest.raises(RateLimitedError):
+            rate.check("a")
+
+    def test_a_refusal_takes_nothing(self):
+        """Refused requests do not dig the bucket deeper: the caller gets the next token on time."""
+        clock = Clock()
+        rate = self.rate(clock)
+        for _ in range(3):
+            rate.check("a")
+        for _ in range(100):
+            with pytest.raises(RateLimitedError):
+                rate.check("a")
+        clock.now += 20
+        rate.check("a")
+
+    def test_idle_callers_are_forgotten(self):
+        """Past 10,000 callers (then each time they have doubled, so that sweeps stay rare), those whose bucket is
+        full again are dropped: memory follows the callers active within a window."""
+        clock = Clock()
+        rate = self.rate(clock)
+        for i in range(10_001):
+            rate.check(f"old-{i}")
+        clock.now += 60
+        for i in range(10_002):
+            rate.check(f"new-{i}")
+        assert len(rate._buckets) <= 10_002

@@ -9,6 +9,8 @@ from services.sessions import SessionStore
 
 pytestmark = pytest.mark.unit
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     """A monotonic clock that only moves when told to."""
@@ -27,14 +29,60 @@ def store(clock: Clock, *, capacity: int = 3, ttl: float = 60.0, max_messages: i
 
 class TestGet:
     def test_new_key_gets_a_fresh_session(self):
-        """An unknown key gets an empty session, marked used now."""
+        """An unknown key gets an empty session, marked used now, under a conversation id of its own."""
         clock = Clock()
         sessions = store(clock)
         session = sessions.get("a")
         assert (session.turns, session.counter, session.stop, session.used) == ([], 0, None, 500.0)
         assert session.saved.listed == ()
-        assert session.saved.open.id != sessions.get("b").saved.open.id
-        assert len(sessions) == 2
+        assert len(session.saved.open.id) == 32
+        assert len(sessions) == 1
+
+    def test_a_session_made_again_never_saves_under_an_empty_id(self):
+        """A session evicted and made again (a flood of new ones pushed it out) gets a new id, never "" (its
+        next save would have gone under an empty id, and been called altered after a reload)."""
+        clock = Clock()
+        sessions = store(clock, capacity=1)
+        first = sessions.get("a")
+        sessions.get("b")
+        again = sessions.get("a")
+        assert again is not first
+        assert again.saved.open.id
+        assert again.saved.open.id != first.saved.open.id
+
+    def test_an_empty_key_is_never_kept(self):
+        """A request without a session gets a session of its own that nothing else can reach."""
+        sessions = store(Clock())
+        sessions.get("").counter = 5
+        assert sessions.get("").counter == 0
+        assert len(sessions) == 0
+
+
+class TestPeek:
+    def test_peek_creates_nothing(self):
+        """Events that only read (export, Stop) find no session where none is kept, and make none."""
+        sessions = store(Clock())
+        assert sessions.peek("a") is None
+        assert len(sessions) == 0
+
+    def test_peek_finds_a_kept_session_until_it_expires(self):
+        """A kept session is found as it is, without being marked used; an expired one is not."""
+        clock = Clock()
+        sessions = store(clock, ttl=60)
+        kept = sessions.get("a")
+        clock.now += 30
+        assert sessions.peek("a") is kept
+        assert kept.used == 500.0
+        clock.now += 31
+        assert sessions.peek("a") is None
+
+    def test_a_flood_of_peeks_evicts_nobody(self):
+        """Reads of a thousand unknown sessions leave a full store as it was."""
+        sessions = store(Clock(), capacity=2)
+        kept = [sessions.get("a"), sessions.get("b")]
+        for i in range(1000):
+            sessions.peek(f"stranger-{i}")
+        assert [sessions.peek("a"), sessions.peek("b")] == kept
 
     def test_same_key_same_session(self):
         """A known key gets its own session back, with what was kept in it."""

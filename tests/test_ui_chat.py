@@ -21,7 +21,6 @@ from services.errors import BackendUnavailableError
 from services.llm.base import Delta
 from services.ratelimit import ChatRateLimits
 from services.sessions import SessionStore
-from tests.support.blocks import built
 from tests.support.scripted_backend import ScriptedBackend
 from ui.chat import ChatPanel
 from ui.saved_chats import SavedChatsPanel
@@ -44,13 +43,9 @@ def panel(backend: ScriptedBackend, **env: str) -> ChatPanel:
     chat = ChatPanel(
         Assistant(config, access, ChatRateLimits.from_settings(config)), sessions, saved, settings=config, access=access
     )
-
-    def build() -> None:
-        with gr.Blocks() as demo:
-            saved.build()
-            chat.build(demo, concurrency_limit=None)
-
-    built(build)
+    with gr.Blocks() as demo:
+        saved.build()
+        chat.build(demo, concurrency_limit=None)
     return chat
 
 
@@ -207,7 +202,7 @@ class TestBuildDemo:
     def test_it_builds_from_settings_and_a_backend(self):
         """build_demo takes any backend that keeps the Protocol, as the owner's: its public endpoints are the
         documented ones."""
-        demo = built(lambda: build_demo(settings(), Access(owner=ScriptedBackend())))
+        demo = build_demo(settings(), Access(owner=ScriptedBackend()))
         assert set(demo.get_api_info()["named_endpoints"]) == {
             "/chat", "/ask", "/greet", "/reverse", "/upper", "/lower", "/title", "/slugify", "/count",
             "/increment", "/reset_counter",
@@ -215,6 +210,6 @@ class TestBuildDemo:
 
     def test_every_model_call_is_one_concurrency_group(self):
         """The page's replies, /chat and /ask share the id "chat" and the backend's limit."""
-        demo = built(lambda: build_demo(settings(), Access(owner=ScriptedBackend(concurrency_limit=2))))
+        demo = build_demo(settings(), Access(owner=ScriptedBackend(concurrency_limit=2)))
         grouped = sorted((fn.name, fn.concurrency_limit) for fn in demo.fns.values() if fn.concurrency_id == "chat")
         assert grouped == [("ask", 2), ("chat", 2), ("respond", 2), ("respond_example", 2), ("respond_retry", 2)]

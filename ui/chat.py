@@ -359,9 +359,9 @@ class ChatPanel:
 
     async def stop(self, request: gr.Request) -> None:
         """Stop: the streaming reply ends where it is; its own event then shows and saves what arrived."""
-        stop = self._session(request).stop
-        if stop is not None:
-            stop()
+        session = self.sessions.peek(request.session_hash or "")
+        if session is not None and session.stop is not None:
+            session.stop()
 
     async def undo(self, request: gr.Request) -> tuple[Any, ...]:
         """Undo: the last exchange leaves the chat and its message goes back into the box."""

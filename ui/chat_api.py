@@ -21,13 +21,13 @@ from services.conversation import Limits, Turn, parse_turns
 from services.errors import ServiceError, ValidationError
 from services.sessions import SessionStore
 from ui.errors import user_errors
-from ui.gradio_patches import called_through_mcp, keep_out_of_mcp
+from ui.gradio_internals import called_through_mcp, keep_out_of_mcp
 
 __all__ = ["ChatApi", "caller_of"]
 
 
 def caller_of(request: gr.Request | None, token: gr.OAuthToken | None, *, stateless: bool = False) -> Caller:
-    """Who is calling, from Gradio's request: the address is the one `ui.middleware` derived for it."""
+    """Who is calling, from Gradio's request: the address is the one `ui.edge.ClientAddress` derived for it."""
     client = getattr(request, "client", None) if request is not None else None
     session = None if stateless or request is None else request.session_hash
     return Caller(

@@ -2,29 +2,54 @@
 
 `python app.py`, `from app import demo; demo.launch()`, `demo.launch(inline=True)` in a notebook and `gradio app.py`
 (reload mode) all end in `SpaceBlocks.launch`, which applies the settings before anything the caller passes: the
-login, the edge middleware (body and upload limits, client address, login throttle, deep links off), the session
-bounds, the theme, and the switches of what the Space does not use.
+login, the edge (`edge_middleware`: security headers, the cross-origin policy, the client address, rate limits,
+body and upload limits, the login throttle, the upload cache, and the guard of Gradio's request formats), the
+session bounds and unread results, the theme, and the switches of what the Space does not use.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import gradio as gr
-from gradio.data_classes import ListFiles
 from starlette.middleware import Middleware
 
 from services.config import Settings
-from ui.middleware import ApiShape, EdgeGuard, EdgePolicy, EventShape
+from services.ratelimit import RequestRate
+from services.session_keys import SessionKeys
+from ui import gradio_internals
+from ui.edge import (
+    BodyLimit,
+    CallerForwarding,
+    ClientAddress,
+    CrossOriginPolicy,
+    LoginThrottle,
+    RateLimit,
+    SecurityHeaders,
+)
+from ui.gradio_internals import cors, unread
+from ui.gradio_internals.endpoints import api_shapes, event_shapes
+from ui.gradio_internals.requests import GradioRequestGuard
+from ui.gradio_internals.routes import (
+    MCP_PATHS,
+    SIGN_IN_CALLBACKS,
+    SIGN_IN_PATHS,
+    UPLOAD_PATH,
+    is_static,
+    is_upload,
+)
+from ui.gradio_internals.uploads import UploadCacheBound
 
-__all__ = ["SpaceBlocks", "launch_options"]
+__all__ = ["SpaceBlocks", "edge_middleware", "launch_options"]
 
 logger = logging.getLogger(__name__)
 
+# Room for a multipart envelope around an upload of MAX_UPLOAD_BYTES.
+_MULTIPART_OVERHEAD = 64 * 1024
 # Launch options a caller may not loosen: they are what keeps a public Space safe.
 _ENFORCED = ("auth", "max_file_size", "state_session_capacity", "run_history", "enable_monitoring", "show_error")
 
@@ -64,54 +89,51 @@ def _force_theme_js(mode: str) -> str | None:
     """
 
 
-def _takes_files(block: object) -> bool:
-    model = getattr(block, "data_model", None)
-    return isinstance(model, type) and issubclass(model, (gr.FileData, ListFiles))
-
-
-def _shapes(blocks: gr.Blocks) -> Callable[[], Mapping[str, ApiShape]]:
-    found: dict[str, ApiShape] = {}
-
-    def shapes() -> Mapping[str, ApiShape]:
-        if not found:
-            files = {fn.api_name: any(_takes_files(b) for b in fn.inputs) for fn in blocks.fns.values()}
-            for name, info in blocks.get_api_info()["named_endpoints"].items():
-                parameters = tuple(
-                    (p["parameter_name"], bool(p["parameter_has_default"]), p.get("parameter_default"))
-                    for p in info["parameters"]
-                )
-                api_name = name.lstrip("/")
-                found[api_name] = ApiShape(api_name, parameters, takes_files=files.get(api_name, False))
-        return found
-
-    return shapes
-
-
-def _events(blocks: gr.Blocks) -> Callable[[], Mapping[int, EventShape]]:
-    # Every event the page can send is in blocks.fns: it has no gr.render, whose events exist per session only.
-    found: dict[int, EventShape] = {}
-
-    def events() -> Mapping[int, EventShape]:
-        if not found:
-            found.update(
-                {
-                    index: EventShape(len(fn.inputs), takes_files=any(_takes_files(b) for b in fn.inputs))
-                    for index, fn in blocks.fns.items()
-                }
-            )
-        return found
-
-    return events
+def edge_middleware(settings: Settings, blocks: gr.Blocks) -> list[Middleware]:
+    """The edge, outermost first: every response's headers, then who is calling and from where, then what they
+    may send, then what Gradio's formats allow (`ui.edge`, `ui.gradio_internals`)."""
+    api_rate = settings.api_requests_per_minute
+    upload_rate = settings.uploads_per_minute
+    stack = [
+        Middleware(SecurityHeaders),
+        Middleware(
+            CrossOriginPolicy,
+            credentialed=SIGN_IN_PATHS,
+            callbacks=SIGN_IN_CALLBACKS,
+            trust_forwarded_host=settings.trusted_proxies > 0,
+        ),
+        Middleware(
+            ClientAddress, trusted_proxies=settings.trusted_proxies, forwarding=CallerForwarding(paths=MCP_PATHS)
+        ),
+    ]
+    if api_rate:
+        message = "Slow down: at most {limit} requests a minute from one address. Try again in {retry} s."
+        rate = RequestRate(api_rate, message=message)
+        stack.append(Middleware(RateLimit, rate=rate, applies=lambda method, path: not is_static(method, path)))
+    if upload_rate:
+        message = "Too many uploads from this address: at most {limit} a minute. Try again in {retry} s."
+        stack.append(Middleware(RateLimit, rate=RequestRate(upload_rate, message=message), applies=is_upload))
+    sessions = SessionKeys(
+        ttl=settings.session_ttl,
+        per_address=settings.sessions_per_address,
+        per_minute=settings.new_sessions_per_minute,
+        capacity=settings.session_capacity,
+    )
+    return [
+        *stack,
+        Middleware(
+            BodyLimit,
+            max_bytes=settings.max_request_bytes,
+            paths={UPLOAD_PATH: settings.max_upload_bytes + _MULTIPART_OVERHEAD},
+        ),
+        Middleware(LoginThrottle, attempts=settings.login_attempts),
+        Middleware(UploadCacheBound, max_bytes=settings.upload_cache_bytes),
+        Middleware(GradioRequestGuard, shapes=api_shapes(blocks), events=event_shapes(blocks), sessions=sessions),
+    ]
 
 
 def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> dict[str, Any]:
     """Everything `launch()` takes from the settings (Gradio 6 moved theme, js and css from Blocks to launch)."""
-    policy = EdgePolicy(
-        max_request_bytes=settings.max_request_bytes,
-        max_upload_bytes=settings.max_upload_bytes,
-        trusted_proxies=settings.trusted_proxies,
-        login_attempts=settings.login_attempts,
-    )
     return {
         # Gradio runs at most max_threads jobs at once, async ones included (its queue has that many slots):
         # the default 40 would make the 41st streaming chat wait for a free slot.
@@ -136,7 +158,7 @@ def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> 
         "app_kwargs": {
             # FastAPI's own schema route answers without Gradio's login; Gradio's /gradio_api/openapi.json stays.
             "openapi_url": None,
-            "middleware": [Middleware(EdgeGuard, policy=policy, shapes=_shapes(blocks), events=_events(blocks))],
+            "middleware": edge_middleware(settings, blocks),
         },
     }
 
@@ -145,7 +167,8 @@ class SpaceBlocks(gr.Blocks):
     """A `gr.Blocks` whose `launch()` starts from the Space's settings, so every way of launching it is the same.
 
     A caller's own arguments apply on top, except those that keep the Space safe (`_ENFORCED`), which a warning
-    says are kept. `on_shutdown` runs when the server stops (the backends' connections are closed there).
+    says are kept. `on_shutdown` runs when the server stops (the backends' connections are closed there);
+    `on_session_end` is told the key of a session that ended (a `/call` without a session hash, once answered).
     """
 
     def __init__(
@@ -154,12 +177,14 @@ class SpaceBlocks(gr.Blocks):
         *,
         head: str = "",
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+        on_session_end: Sequence[Callable[[str], None]] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self._head = head
         self._on_shutdown = tuple(on_shutdown)
+        self._on_session_end = tuple(on_session_end)
 
     def launch(self, *args: Any, **kwargs: Any) -> Any:
         options = launch_options(self.settings, self, head=self._head)
@@ -173,11 +198,30 @@ class SpaceBlocks(gr.Blocks):
         ours = options.pop("app_kwargs")
         app_kwargs = {**theirs, **ours, "middleware": [*ours["middleware"], *theirs.get("middleware", [])]}
         app_kwargs["lifespan"] = self._lifespan(app_kwargs.get("lifespan"))
+        self._bound_gradio()
         # uvicorn rewrites the client address from X-Forwarded-For when the peer is 127.0.0.1 (its
         # FORWARDED_ALLOW_IPS default), which a local caller can forge; the edge middleware derives the address
         # itself, through exactly TRUSTED_PROXIES, so uvicorn trusts no one.
         os.environ["FORWARDED_ALLOW_IPS"] = ""
         return super().launch(*args, **{**options, **kwargs, "app_kwargs": app_kwargs})
+
+    def _bound_gradio(self) -> None:
+        """What the edge cannot do from outside Gradio: its CORS middleware stands aside for the app's policy, and
+        its queue keeps unread results within bounds."""
+        settings = self.settings
+        if not gradio_internals.on_checked_version("the cross-origin policy and the bounds on unread results"):
+            return
+        cors.stand_aside_for()
+        if self._queue is not None and not isinstance(self._queue.pending_messages_per_session, unread.UnreadResults):
+            unread.install(
+                self,
+                per_session_messages=settings.unread_results_per_session,
+                per_session_bytes=settings.unread_results_bytes // 4,
+                total_bytes=settings.unread_results_bytes,
+                ttl=settings.unread_results_ttl,
+                capacity=max(2000, settings.session_capacity),
+                on_session_end=self._on_session_end,
+            )
 
     def _lifespan(self, inner: Any) -> Callable[[Any], Any]:
         on_shutdown = self._on_shutdown

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -174,10 +174,11 @@ class SavedChatsPanel:
 
     def _exporter(self, kind: Literal["md", "json"]) -> Callable[[gr.Request], dict[str, str]]:
         def export(request: gr.Request) -> dict[str, str]:
-            turns: Sequence[Any] = self._session(request).turns
-            if not turns:
+            # Reading only: a session that is not kept is not made for it.
+            session = self._sessions.peek(request.session_hash or "")
+            if session is None or not session.turns:
                 raise gr.Error("There is nothing to export yet.", print_exception=False)
-            file = self.archive.export(self._session(request).saved, turns, kind)
+            file = self.archive.export(session.saved, session.turns, kind)
             return {"name": file.name, "type": file.type, "content": file.content}
 
         export.__name__ = f"export_{kind}"

@@ -16,7 +16,7 @@ from services import tools
 from services.config import Settings
 from services.sessions import Session, SessionStore
 from ui.errors import user_errors
-from ui.gradio_patches import called_through_mcp, keep_out_of_mcp
+from ui.gradio_internals import called_through_mcp, keep_out_of_mcp
 
 __all__ = ["Tools"]
 

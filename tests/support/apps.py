@@ -41,6 +41,14 @@ APP_VARIABLES = (
 )
 # A fixed history secret, so that runs of the app in one test agree; tests of a missing secret unset it.
 TEST_HISTORY_SECRET = "test-history-secret-0123456789abcdef"
+# Every test client comes from 127.0.0.1, one address: the per-address limits on all requests, uploads and new
+# sessions are off unless a test sets them (tests/test_edge_attacks.py does, with their defaults).
+PER_ADDRESS_LIMITS_OFF = {
+    "API_REQUESTS_PER_MINUTE": "none",
+    "UPLOADS_PER_MINUTE": "none",
+    "NEW_SESSIONS_PER_MINUTE": "none",
+    "SESSIONS_PER_ADDRESS": "none",
+}
 
 
 @dataclass
@@ -62,6 +70,7 @@ def app_env(**overrides: str) -> dict[str, str]:
         HISTORY_SECRET=TEST_HISTORY_SECRET,
         # No Hugging Face login of the machine's own: the cache directory of every run is its own.
         HF_HOME=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-home-{os.getpid()}"),
+        **PER_ADDRESS_LIMITS_OFF,
     )
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None and v != "<unset>"}

@@ -1,0 +1,20 @@
+"""The message shape gr.Chatbot's page expects (gradio 6.31), for values sent ready-made (`postprocess=False`).
+
+The place for everything the app knows of the Chatbot's wire format: `ui/render.py` builds its messages with
+`text_message`, so that a Gradio release that changes the shape changes one function, and
+tests/test_ui_gradio_internals.py compares it with what `Chatbot.postprocess` itself gives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ChatMessage", "text_message"]
+
+ChatMessage = dict[str, Any]
+
+
+def text_message(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatMessage:
+    """One message of `text`: content as a list of text blocks, which the page shows as written (a plain string
+    would go through inspect.cleandoc, which strips pasted code's indentation)."""
+    return {"role": role, "metadata": metadata, "content": [{"type": "text", "text": text}], "options": None}

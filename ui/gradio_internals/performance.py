@@ -1,0 +1,106 @@
+"""Workarounds for Gradio's performance, each with what it works around, where it is reported, and when to delete it.
+
+Applied by `ui.gradio_internals.apply`; checked against Gradio's own code by tests/test_ui_gradio_internals.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import gradio as gr
+import gradio.state_holder
+
+__all__ = [
+    "SessionStateWithoutDeepLinks",
+    "UnkeptConfigs",
+    "cache_init_signatures",
+    "keep_no_session_configs",
+    "skip_missing_matplotlib",
+]
+
+
+def skip_missing_matplotlib() -> None:
+    """Gradio tries `import matplotlib` around every streamed update (utils.MatplotlibBackendMananger) and ignores
+    the ImportError; Python does not cache a failed import, so each update searched sys.path again. None in
+    sys.modules is Python's own way to say "not importable": the import then fails at once. Only when matplotlib
+    is absent, so a Plot would still work.
+
+    Upstream: not reported as of 2026-12-01 (searched gradio-app/gradio). Delete when MatplotlibBackendMananger
+    imports matplotlib once (or only for Plot outputs).
+    """
+    if importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+
+def cache_init_signatures(blocks: gr.Blocks) -> None:
+    """Every component config Gradio builds calls `inspect.signature(cls.__init__)`: for each new session, for the
+    components an event touches, and again on each prop update. `inspect.signature` returns a function's
+    `__signature__` when it has one (PEP 362), so computing it once per class changes nothing but the time.
+
+    Upstream: not reported as of 2026-12-01. Delete when BlocksConfig.config_for_block caches the signature.
+    """
+    for block in blocks.blocks.values():
+        for cls in type(block).__mro__:
+            init = vars(cls).get("__init__")
+            if inspect.isfunction(init) and "__signature__" not in vars(init):
+                init.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
+
+
+class UnkeptConfigs(MutableMapping[int, Any]):
+    """A session's per-component configs (SessionState.config_values), never built and never kept.
+
+    Gradio builds the config of every component for each new session, and then records in it every value an
+    event sends or returns (`_update_value_in_config`); it reads them back only to make a deep link
+    (`SessionState.components`, for `/gradio_api/deep_link`). This app turns deep links off
+    (`ui.gradio_internals.requests`), so the configs were pure cost: the build, on the event loop, for each
+    session, and the memory of every conversation a session ever sent or was sent, kept until the session is
+    evicted. Here each component reads as present with an empty config (so nothing is built, and no value is
+    recorded) and writes are dropped; iterating finds none (a deep link would carry no values).
+    """
+
+    def __getitem__(self, key: int) -> Any:
+        return {}
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        """Dropped: nothing reads a session's configs without deep links."""
+
+    def __delitem__(self, key: int) -> None:
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, int)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _WithoutComponents:
+    """What SessionState.__init__ reads of a Blocks, with no components, so that it builds no config."""
+
+    def __init__(self, blocks: gr.Blocks) -> None:
+        self.default_config = blocks.default_config
+        self.blocks: dict[int, Any] = {}
+
+
+class SessionStateWithoutDeepLinks(gradio.state_holder.SessionState):
+    """Gradio's SessionState (its own __init__ runs), with `UnkeptConfigs` for the per-component configs.
+
+    Upstream: not reported as of 2026-12-01. Delete when SessionState builds config_values only for deep links.
+    """
+
+    def __init__(self, blocks: gr.Blocks) -> None:
+        super().__init__(_WithoutComponents(blocks))  # type: ignore[arg-type]
+        self.config_values = UnkeptConfigs()  # type: ignore[assignment]
+
+
+def keep_no_session_configs() -> None:
+    """The sessions Gradio's StateHolder makes become SessionStateWithoutDeepLinks. (The few places that build a
+    throwaway SessionState directly, such as MCP calls, keep Gradio's own.)"""
+    gradio.state_holder.SessionState = SessionStateWithoutDeepLinks  # type: ignore[misc]
