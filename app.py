@@ -10,12 +10,14 @@ The page's pieces live in `ui/`, everything else in `services/`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -45,6 +47,9 @@ import gradio as gr
 
 from services.access import Access
 from services.assistant import Assistant
+from services.attachments import AttachmentReader
+from services.attachments.held import HeldAttachments
+from services.budget import DailyBudgets
 from services.config import Settings, load_settings
 from services.conversation import Limits
 from services.errors import ConfigError
@@ -88,8 +93,27 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
         max_messages=settings.max_history_messages,
         max_chars=settings.history_conversation_chars,
     )
-    assistant = Assistant(settings, access, ChatRateLimits.from_settings(settings))
-    saved = SavedChatsPanel(_archive(settings), sessions, max_import_bytes=settings.max_upload_bytes)
+    # Attached files are read in worker processes, started with the server (a demo that is only built starts none).
+    reader = AttachmentReader(settings) if settings.max_attachments else None
+    budgets = DailyBudgets(
+        owner_daily=settings.owner_daily_tokens,
+        per_address_daily=settings.daily_tokens_per_ip,
+        sign_in_offered=access.sign_in,
+    )
+    assistant = Assistant(
+        settings,
+        access,
+        ChatRateLimits.from_settings(settings),
+        budgets=budgets,
+        reader=reader,
+        held=HeldAttachments(max_bytes=settings.attachment_memory),
+    )
+    saved = SavedChatsPanel(
+        _archive(settings),
+        sessions,
+        max_import_bytes=settings.max_upload_bytes,
+        kept=lambda attached: assistant.attachment(attached) is not None,
+    )
     chat = ChatPanel(assistant, sessions, saved, settings=settings, access=access)
     tools = Tools(settings, sessions)
     # One limit for every call of a model (the page's replies, /chat, /ask): the in-process model runs
@@ -101,7 +125,8 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
         settings,
         title=TITLE,
         head=f"<script>{SAVED_CHATS_JS}</script>",
-        on_shutdown=[b.aclose for b in backends],
+        on_startup=[*(b.start for b in backends), *([_started(reader)] if reader else [])],
+        on_shutdown=[b.aclose for b in backends] + ([_closed(reader)] if reader else []),
         # A /call without a session hash is a session for that one call: what it kept goes once it is answered.
         on_session_end=[sessions.drop],
         # Files Gradio caches (uploads, exports) are deleted hourly once an hour old.
@@ -127,6 +152,20 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=None, api_open=False)
     gradio_internals.apply(demo)
     return demo
+
+
+def _started(reader: AttachmentReader) -> Callable[[], Awaitable[None]]:
+    async def start() -> None:
+        await asyncio.to_thread(reader.start)
+
+    return start
+
+
+def _closed(reader: AttachmentReader) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        await asyncio.to_thread(reader.close)
+
+    return close
 
 
 def _archive(settings: Settings) -> ChatArchive:
@@ -163,7 +202,7 @@ def demo_from_environment() -> SpaceBlocks:
         router = None
         if decision.offered:
             endpoint = router_endpoint(settings, endpoint_from_settings(settings))
-            router = OpenAIBackend.from_settings(settings, endpoint, scrubber)
+            router = OpenAIBackend.from_settings(settings, endpoint, scrubber, owner=False)
         local = None
         if settings.anonymous_chat == "local":
             local = owner if owner.name == "local" else create_local_backend(settings)

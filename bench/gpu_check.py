@@ -108,8 +108,10 @@ def _direct(backend: LocalBackend, tokens: int) -> tuple[str, int, float, float]
     import torch
     from transformers import TextStreamer
 
+    from services.llm.base import content_text
+
     loaded = backend.loaded
-    messages = [{"role": m["role"], "content": m["content"]} for m in _request(tokens).messages]
+    messages = [{"role": m["role"], "content": content_text(m["content"])} for m in _request(tokens).messages]
     prompt = loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     inputs = loaded.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(loaded.model.device)
     first: list[float] = []

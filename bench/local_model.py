@@ -79,8 +79,10 @@ def _messages() -> list[Message]:
 
 def _direct(loaded: LoadedModel, tokens: int) -> tuple[str, int]:
     """The reply and its number of new tokens, with transformers alone."""
+    from services.llm.base import content_text
+
     tokenizer = loaded.tokenizer
-    messages = [{"role": m["role"], "content": m["content"]} for m in _messages()]
+    messages = [{"role": m["role"], "content": content_text(m["content"])} for m in _messages()]
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(loaded.model.device)
     generate: Any = loaded.model.generate  # transformers types it as a Tensor attribute of the module
@@ -111,10 +113,18 @@ async def _backend(backend: LocalBackend, tokens: int) -> str:
 async def _chat(backend: LocalBackend, tokens: int) -> str:
     from services.chat import Reply, prepare_chat, stream_reply
     from services.config import Settings
+    from services.conversation import Turn
 
     settings = Settings(max_tokens_cap=max(tokens, 4096))
     prepared = prepare_chat(
-        backend, MESSAGE, [], system_prompt=SYSTEM, params=_params(tokens), model=None, api_key=None, settings=settings
+        backend,
+        Turn("user", MESSAGE),
+        [],
+        system_prompt=SYSTEM,
+        params=_params(tokens),
+        model=None,
+        api_key=None,
+        settings=settings,
     )
     reply = Reply()
     async for reply in stream_reply(backend, prepared.request, interval=settings.stream_interval_for("local")):  # noqa: B007

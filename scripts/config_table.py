@@ -1,6 +1,7 @@
 """README.md's Configuration table, written from `services.config.VARIABLES` (tests/test_docs.py compares them).
 
-python scripts/config_table.py    # print the table, to paste into README.md after a change to VARIABLES
+python scripts/config_table.py          # print the table
+python scripts/config_table.py --write  # write it into README.md's Configuration section, in place
 """
 
 from __future__ import annotations
@@ -53,5 +54,19 @@ def render() -> str:
     return "\n".join(lines)
 
 
+def write(readme: Path) -> None:
+    """Replace the table of README's Configuration section (its lines that start with "|") with `render()`."""
+    head, rest = readme.read_text().split("\n## Configuration\n", 1)
+    section, tail = rest.split("\n## ", 1)
+    lines = section.split("\n")
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    last = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    section = "\n".join([*lines[:first], render(), *lines[last + 1 :]])
+    readme.write_text(f"{head}\n## Configuration\n{section}\n## {tail}")
+
+
 if __name__ == "__main__":
-    print(render())
+    if sys.argv[1:] == ["--write"]:
+        write(Path(__file__).resolve().parent.parent / "README.md")
+    else:
+        print(render())

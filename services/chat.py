@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from services.attachments.parts import Attachment
+from services.attachments.pool import Upload
 from services.config import Settings
-from services.conversation import Turn, to_messages
+from services.conversation import Attached, Turn, to_messages
 from services.errors import (
     BackendAuthError,
     BackendNotConfiguredError,
@@ -27,7 +29,15 @@ from services.errors import (
     ValidationError,
 )
 from services.llm.alarm import Alarm
-from services.llm.base import ChatBackend, ChatRequest, GenerationParams, Message, Usage, estimate_tokens
+from services.llm.base import (
+    ChatBackend,
+    ChatRequest,
+    GenerationParams,
+    Message,
+    Usage,
+    content_chars,
+    estimate_tokens,
+)
 from services.reasoning import ThinkSplitter
 from services.text import clean
 from services.trimming import keep_newest
@@ -55,6 +65,11 @@ class ChatOptions:
     temperature: object = None
     max_tokens: object = None
     model: object = None
+    # Files to send with the message, as `Upload`s (path and name) of files the caller uploaded: the UI checks
+    # that each path is one of the app's own uploads before it gets here. `attached`: a retried message's
+    # attachments, read already.
+    files: Sequence[Upload] = ()
+    attached: tuple[Attached, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,8 +138,9 @@ def validate_params(
     return system_prompt, GenerationParams(temperature=temp, max_tokens=int(tokens))
 
 
-def validate_message(message: object, *, settings: Settings) -> str:
-    """The message as text, or `ValidationError`; its length is checked before anything else is done with it."""
+def validate_message(message: object, *, settings: Settings, attached: bool = False) -> str:
+    """The message as text, or `ValidationError`; its length is checked before anything else is done with it.
+    With files `attached`, the text may be empty (the files are the message)."""
     if not isinstance(message, str):
         raise ValidationError("message", f"expected text, got {type(message).__name__}.")
     if len(message) > settings.max_message_chars:
@@ -133,7 +149,7 @@ def validate_message(message: object, *, settings: Settings) -> str:
         )
     # NUL is never meaningful in a prompt and several servers reject it; a lone surrogate cannot even be sent.
     message = clean(message)
-    if not message.strip():
+    if not message.strip() and not attached:
         raise ValidationError("message", "is empty: type something to send.")
     return message
 
@@ -157,7 +173,7 @@ def choose_model(model: object, models: Sequence[str]) -> str | None:
 def trim_history(history: Sequence[Message], *, max_chars: int) -> tuple[list[Message], int]:
     """The newest messages that fit in `max_chars`, and how many older ones went (`services.trimming`'s rules:
     the kept part starts with a question, so the model never sees an answer whose question was cut)."""
-    return keep_newest(history, size=lambda m: len(m["content"]), budget=max_chars, can_start=_is_question)
+    return keep_newest(history, size=lambda m: content_chars(m["content"]), budget=max_chars, can_start=_is_question)
 
 
 def _is_question(message: Message) -> bool:
@@ -166,7 +182,7 @@ def _is_question(message: Message) -> bool:
 
 def prepare_chat(
     backend: ChatBackend,
-    message: str,
+    user: Turn,
     history: Sequence[Turn],
     *,
     system_prompt: str,
@@ -174,21 +190,28 @@ def prepare_chat(
     model: str | None,
     api_key: str | None,
     settings: Settings,
+    held: Callable[[str], Attachment | None] | None = None,
+    attached_chars: int = 0,
 ) -> PreparedChat:
     """The backend's request for one turn: system prompt, the history that fits, the message.
 
-    Takes inputs already checked (`validate_message`, `validate_params`, `choose_model`), so nothing here can
-    reach the backend unchecked.
+    Takes inputs already checked (`validate_message`, `validate_params`, `choose_model`, the attachments read),
+    so nothing here can reach the backend unchecked. MAX_HISTORY_CHARS bounds the earlier conversation and the
+    documents `user` carries (`attached_chars`) together: the documents take their share first.
     """
-    earlier = to_messages(history)
-    if earlier and earlier[-1]["role"] == "user":
-        # A message that got no reply (an error, a Stop before the first token) is joined with this one, as
-        # `to_messages` joins any two turns in a row: several chat templates reject that.
-        message = earlier.pop()["content"] + "\n\n" + message
-    past, dropped = trim_history(earlier, max_chars=settings.max_history_chars)
+    if attached_chars > settings.max_history_chars:
+        raise ValidationError(
+            "files",
+            f"the attached documents are {attached_chars:,} characters, and this Space sends the model at most "
+            f"{settings.max_history_chars:,} (MAX_HISTORY_CHARS): attach fewer or shorter ones.",
+        )
+    # A message that got no reply (an error, a Stop before the first token) is joined with this one, as
+    # `to_messages` joins any two turns in a row: several chat templates reject that.
+    *earlier, current = to_messages([*history, user], held=held)
+    past, dropped = trim_history(earlier, max_chars=settings.max_history_chars - attached_chars)
     messages: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     messages += past
-    messages.append({"role": "user", "content": message})
+    messages.append(current)
     request, dropped_to_fit = backend.fit(ChatRequest(messages, params, model=model, api_key=api_key))
     return PreparedChat(request=request, dropped=dropped + dropped_to_fit)
 

@@ -67,6 +67,8 @@ class Settings:
     llm_timeout: float = 60.0  # seconds between two pieces of a reply (comments and empty chunks are no piece)
     reply_timeout: float = 300.0  # seconds one reply may take in all, whatever the backend
     llm_max_retries: int = 2
+    # Models of the owner's server that take images, besides those its /models listing says so of; ("*",): all.
+    vision_models: tuple[str, ...] = (DEFAULT_OPENAI_MODEL,)
 
     local_model: str | None = None  # None: DEFAULT_GPU_LOCAL_MODEL on a GPU, else DEFAULT_LOCAL_MODEL
     local_concurrency: int = 1
@@ -96,6 +98,10 @@ class Settings:
 
     rate_limit_session: int | None = 20
     rate_limit_ip: int | None = 60
+    # Tokens a UTC day that callers who have not signed in may spend on the owner's account: together, and per
+    # address (an IPv6 address counted by its /64).
+    owner_daily_tokens: int | None = 2_000_000
+    daily_tokens_per_ip: int | None = 100_000
     trusted_proxies: int = 0
     login_attempts: int = 10  # failed logins a minute per address before Retry-After
 
@@ -107,6 +113,7 @@ class Settings:
     max_pdf_pages: int = 100
     attachment_timeout: float = 15.0  # seconds one file may take to be read
     attachment_workers: int = 2
+    attachment_memory: int = 67_108_864  # bytes of attachments' content held for later turns, all sessions together
     session_capacity: int = 1_000
     session_ttl: float = 3600.0  # seconds an idle session's server-side data is kept
     # Per address block (an IPv4 address, an IPv6 /64), a minute unless said otherwise; None: no limit.
@@ -142,6 +149,13 @@ class Settings:
         if self.stream_interval is not None:
             return self.stream_interval
         return 0.1 if backend == "local" else 0.04
+
+    @property
+    def largest_upload(self) -> int:
+        """Bytes the upload route accepts in one file: an attachment's limit, or MAX_UPLOAD_BYTES for the rest
+        (the chat's JSON import checks its own)."""
+        attachments = self.max_attachment_bytes if self.max_attachments else 0
+        return max(self.max_upload_bytes, attachments)
 
     def secrets(self) -> tuple[str, ...]:
         """The secret values in use, so that logs and error texts can be scrubbed of them."""
@@ -490,6 +504,18 @@ VARIABLES: tuple[Variable, ...] = (
         "backend",
     ),
     Variable(
+        "VISION_MODELS",
+        "vision_models",
+        _names,
+        (
+            "Models of the owner's server that take images, comma-separated (`*`: all), besides those its "
+            "`/models` listing marks so (`architecture.input_modalities`, as Hugging Face's router does); an "
+            "image for any other model is refused before any request."
+        ),
+        "backend",
+        default="`gpt-4o-mini`",
+    ),
+    Variable(
         "LOCAL_MODEL",
         "local_model",
         _text,
@@ -736,6 +762,24 @@ VARIABLES: tuple[Variable, ...] = (
         "limits",
     ),
     Variable(
+        "OWNER_DAILY_TOKENS",
+        "owner_daily_tokens",
+        _limit(1),
+        (
+            "Tokens (prompt and reply) a UTC day that everyone who has not signed in may spend on the owner's "
+            "account together, through the page, the API and MCP; past it they are asked to sign in (`none`: no "
+            "limit). See *The owner's bill*."
+        ),
+        "limits",
+    ),
+    Variable(
+        "DAILY_TOKENS_PER_IP",
+        "daily_tokens_per_ip",
+        _limit(1),
+        "The same per address, an IPv6 address counted by its /64 (`none`: no limit).",
+        "limits",
+    ),
+    Variable(
         "TRUSTED_PROXIES",
         "trusted_proxies",
         _integer(0, 10),
@@ -800,6 +844,16 @@ VARIABLES: tuple[Variable, ...] = (
         "attachment_timeout",
         _number_between(1, 600),
         ("Seconds one attached file may take to be read; past it the reading process is stopped and the file refused."),
+        "limits",
+    ),
+    Variable(
+        "ATTACHMENT_MEMORY_BYTES",
+        "attachment_memory",
+        _integer(0, 1 << 34),
+        (
+            "What the model reads of earlier attachments (images, documents' text), held in memory for the turns "
+            "after, all sessions together; past it the least recently used are let go, and the model is told."
+        ),
         "limits",
     ),
     Variable(

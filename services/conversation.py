@@ -2,26 +2,62 @@
 
 A conversation reaches the server from clients in several shapes: the `history` argument of the stateless chat
 tool, a conversation kept in the visitor's browser, an imported JSON file. Each is hostile until parsed here into
-`Turn`s: text and the few things the app itself produces (thinking, a notice), bounded in count and size before
-any other work. Anything else is refused with `ConversationError`; nothing a client sends is rendered, stored or
-sent on as it arrived.
+`Turn`s: text and the few things the app itself produces (thinking, a notice, an attachment's name and thumbnail),
+bounded in count and size before any other work. Anything else is refused with `ConversationError`; nothing a
+client sends is rendered, stored or sent on as it arrived.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from services.attachments.parts import Attachment, display_name, message_content
 from services.errors import ConversationError
-from services.llm.base import Message
+from services.llm.base import Content, Message, join_contents
 from services.text import clean
 from services.trimming import keep_newest
 
-__all__ = ["Limits", "Turn", "bound_turns", "parse_turns", "to_messages", "total_chars", "turns_to_json"]
+__all__ = [
+    "Attached",
+    "Limits",
+    "Turn",
+    "bound_turns",
+    "parse_turns",
+    "to_messages",
+    "total_chars",
+    "turns_to_json",
+]
 
 TurnRole = Literal["user", "assistant"]
+AttachedKind = Literal["image", "text", "pdf"]
+# What a conversation may hold of one attachment: a thumbnail the app made (a small WebP data URL).
+MAX_THUMBNAIL_CHARS = 16_384
+_THUMBNAIL = re.compile(r"data:image/webp;base64,[A-Za-z0-9+/]+={0,2}")
+MAX_ATTACHED = 20  # attachments one message may carry, from any client
+
+
+@dataclass(frozen=True, slots=True)
+class Attached:
+    """A file a visitor sent with a message, as the conversation keeps it.
+
+    `name` and `thumbnail` (an image's, a small data URL the app made) are what the page shows and a saved chat
+    stores. What the model reads (an image's pixels, a document's text) is held apart, under `key`
+    (`services.attachments.held`): a chat reopened after a reload, or one whose content was let go, has the name
+    only, and the model is told so.
+    """
+
+    name: str
+    kind: AttachedKind
+    thumbnail: str = ""
+    key: str = field(default="", compare=False, repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.name) + len(self.thumbnail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +73,13 @@ class Turn:
     thinking: str = ""
     thinking_seconds: float | None = None
     notice: str = ""
+    attachments: tuple[Attached, ...] = ()
 
     @property
     def size(self) -> int:
-        return len(self.text) + len(self.thinking) + len(self.notice)
+        """Characters the turn takes where it is kept (a session, a browser's storage); the attachments' content,
+        held apart, is counted where it is sent."""
+        return len(self.text) + len(self.thinking) + len(self.notice) + sum(a.size for a in self.attachments)
 
 
 @dataclass(frozen=True)
@@ -53,7 +92,8 @@ class Limits:
 
 # The fields a turn may carry, as the JSON of `turns_to_json`; `content` is accepted for `text`, as the OpenAI and
 # Gradio formats name it.
-_FIELDS = {"role", "text", "content", "thinking", "thinking_seconds", "notice"}
+_FIELDS = {"role", "text", "content", "thinking", "thinking_seconds", "notice", "attachments"}
+_ATTACHED_FIELDS = {"name", "kind", "thumbnail"}
 
 
 def _field_text(item: Mapping[str, Any], name: str, number: int) -> str:
@@ -86,8 +126,12 @@ def _parse_turn(item: object, number: int) -> Turn:
     text = _field_text(item, "text" if "text" in item else "content", number)
     if role == "user":
         if any(name in item for name in ("thinking", "thinking_seconds", "notice")):
-            raise ConversationError("history", f"message {number}: a user message carries only its text.")
-        return Turn("user", text)
+            raise ConversationError(
+                "history", f"message {number}: a user message carries only its text and attachments."
+            )
+        return Turn("user", text, attachments=_parse_attached(item.get("attachments", []), number))
+    if "attachments" in item:
+        raise ConversationError("history", f"message {number}: only a user message carries attachments.")
     seconds = item.get("thinking_seconds")
     if seconds is not None and not _is_seconds(seconds):
         raise ConversationError("history", f"message {number}: 'thinking_seconds' must be a number of seconds.")
@@ -98,6 +142,26 @@ def _parse_turn(item: object, number: int) -> Turn:
         thinking_seconds=None if seconds is None else float(seconds),
         notice=_field_text(item, "notice", number),
     )
+
+
+def _parse_attached(value: object, number: int) -> tuple[Attached, ...]:
+    """A user message's attachments as a client sends them back: names, kinds, and thumbnails that are a small
+    image's data URL and nothing else (the page shows them)."""
+    if not isinstance(value, list) or len(value) > MAX_ATTACHED:
+        raise ConversationError("history", f"message {number}: 'attachments' must be a list of at most {MAX_ATTACHED}.")
+    found: list[Attached] = []
+    for item in value:
+        if not isinstance(item, Mapping) or set(item) - _ATTACHED_FIELDS or not {"name", "kind"} <= set(item):
+            raise ConversationError("history", f"message {number}: an attachment has a name, a kind and a thumbnail.")
+        name, kind, thumbnail = item["name"], item["kind"], item.get("thumbnail", "")
+        if not isinstance(name, str) or kind not in ("image", "text", "pdf"):
+            raise ConversationError("history", f"message {number}: an attachment's name or kind is not one of ours.")
+        if not isinstance(thumbnail, str) or len(thumbnail) > MAX_THUMBNAIL_CHARS:
+            raise ConversationError("history", f"message {number}: an attachment's thumbnail is not one of ours.")
+        if thumbnail and (kind != "image" or not _THUMBNAIL.fullmatch(thumbnail)):
+            raise ConversationError("history", f"message {number}: an attachment's thumbnail is not one of ours.")
+        found.append(Attached(display_name(name), kind, thumbnail))
+    return tuple(found)
 
 
 def parse_turns(value: object, *, limits: Limits) -> tuple[Turn, ...]:
@@ -140,26 +204,52 @@ def turns_to_json(turns: Iterable[Turn]) -> list[dict[str, Any]]:
             item["thinking_seconds"] = turn.thinking_seconds
         if turn.notice:
             item["notice"] = turn.notice
+        if turn.attachments:
+            item["attachments"] = [
+                {"name": a.name, "kind": a.kind, **({"thumbnail": a.thumbnail} if a.thumbnail else {})}
+                for a in turn.attachments
+            ]
         out.append(item)
     return out
 
 
-def to_messages(turns: Iterable[Turn]) -> list[Message]:
-    """What the model sees of a conversation: the text of each turn, without thinking or notices.
+def to_messages(turns: Iterable[Turn], *, held: Callable[[str], Attachment | None] | None = None) -> list[Message]:
+    """What the model sees of a conversation: each turn's text and what it has of their attachments (`held` finds
+    an attachment's content by key), without thinking or notices.
 
-    Empty turns are skipped, and two turns in a row from one side (a reply that failed, a retried message) are
-    joined, because several chat templates reject that.
+    An attachment whose content is gone (a chat reopened after a reload, or let go to keep memory bounded) is
+    named in a line the app writes, so that the model knows it was there. Empty turns are skipped, and two turns
+    in a row from one side (a reply that failed, a retried message) are joined, because several chat templates
+    reject that.
     """
     messages: list[Message] = []
     for turn in turns:
-        text = turn.text
-        if not text.strip():
+        content = _content(turn, held)
+        if not content:
             continue
         if messages and messages[-1]["role"] == turn.role:
-            messages[-1] = {"role": turn.role, "content": messages[-1]["content"] + "\n\n" + text}
+            messages[-1] = {"role": turn.role, "content": join_contents(messages[-1]["content"], content)}
         else:
-            messages.append({"role": turn.role, "content": text})
+            messages.append({"role": turn.role, "content": content})
     return messages
+
+
+def _content(turn: Turn, held: Callable[[str], Attachment | None] | None) -> Content:
+    if not turn.attachments:
+        return turn.text if turn.text.strip() else ""
+    parts: list[Attachment] = []
+    gone: list[str] = []
+    for attached in turn.attachments:
+        part = held(attached.key) if held is not None else None
+        if part is None:
+            gone.append(attached.name)
+        else:
+            parts.append(part)
+    text = turn.text
+    if gone:
+        names = ", ".join(gone)
+        text = f"[Attached to this message: {names}; the contents are no longer available.]\n\n{text}".strip()
+    return message_content(text, parts)
 
 
 def bound_turns(turns: Sequence[Turn], *, max_messages: int, max_chars: int) -> list[Turn]:

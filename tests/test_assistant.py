@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
 from services.access import MOCK_TOKEN, Access
-from services.assistant import Assistant, Caller
+from services.assistant import Assistant, Caller, TurnPlan
 from services.chat import ChatOptions, Reply
 from services.config import Settings
 from services.conversation import Turn
@@ -81,13 +82,18 @@ def assistant(
 CALLER = Caller(session="s1", address="1.2.3.4")
 
 
+def planned(helper: Assistant, *args: Any, **kwargs: Any) -> TurnPlan:
+    """`Assistant.plan`, awaited (it reads attachments off the event loop)."""
+    return asyncio.run(helper.plan(*args, **kwargs))
+
+
 class TestPlan:
     def test_a_turn_ready_to_stream(self):
         """A valid turn gives the user's message as kept, the request, the route and the parameters."""
         owner = ScriptedBackend()
         history = [Turn("user", "q1"), Turn("assistant", "a1", thinking="t")]
-        plan = assistant(owner=owner).plan(
-            CALLER, "q2\x00", history, ChatOptions(temperature=0.2, max_tokens=32, model="m2")
+        plan = planned(
+            assistant(owner=owner), CALLER, "q2\x00", history, ChatOptions(temperature=0.2, max_tokens=32, model="m2")
         )
         assert plan.user == Turn("user", "q2")
         assert plan.params == GenerationParams(temperature=0.2, max_tokens=32)
@@ -109,7 +115,7 @@ class TestPlan:
 
     def test_defaults(self):
         """Nothing but the message given: the configured prompt and parameters, and the first model."""
-        plan = assistant().plan(CALLER, "hi", [])
+        plan = planned(assistant(), CALLER, "hi", [])
         assert plan.request.model == "m1"
         assert plan.params == GenerationParams(temperature=0.7, max_tokens=512)
         assert list(plan.request.messages) == [
@@ -121,7 +127,7 @@ class TestPlan:
         """A signed-in visitor's token travels in the request, to their router, with the router's models."""
         owner, router = ScriptedBackend(), ScriptedBackend(models=("r1", "r2"))
         caller = Caller(session="s1", address="1.2.3.4", token="hf_visitor")
-        plan = assistant(owner=owner, router=router).plan(caller, "hi", [])
+        plan = planned(assistant(owner=owner, router=router), caller, "hi", [])
         assert plan.request.api_key == "hf_visitor"
         assert plan.request.model == "r1"
         assert plan.route.payer == "visitor"
@@ -133,14 +139,14 @@ class TestPlan:
         owner, router = ScriptedBackend(), ScriptedBackend()
         caller = Caller(session="s1", address="1.2.3.4", token=MOCK_TOKEN)
         with pytest.raises(SignInRequiredError):
-            assistant(owner=owner, router=router).plan(caller, "hi", [])
+            planned(assistant(owner=owner, router=router), caller, "hi", [])
         assert owner.calls == router.calls == []
 
     def test_sign_in_required_for_anonymous(self):
         """ANONYMOUS_CHAT=signin refuses a visitor without a token, before any backend."""
         owner = ScriptedBackend()
         with pytest.raises(SignInRequiredError):
-            assistant(owner=owner, router=ScriptedBackend(), anonymous="signin").plan(CALLER, "hi", [])
+            planned(assistant(owner=owner, router=ScriptedBackend(), anonymous="signin"), CALLER, "hi", [])
         assert owner.calls == []
 
 
@@ -148,26 +154,26 @@ class TestOrder:
     def test_rate_limit_comes_before_validation(self):
         """A caller over the limit is refused as such, even with a message that would fail validation."""
         helper = assistant(per_session=1)
-        helper.plan(CALLER, "hi", [])
+        planned(helper, CALLER, "hi", [])
         with pytest.raises(RateLimitedError):
-            helper.plan(CALLER, "", [], ChatOptions(temperature=99))
+            planned(helper, CALLER, "", [], ChatOptions(temperature=99))
 
     def test_an_invalid_message_still_counts(self):
         """Each call counts against the limit before anything else is looked at: bad calls are not free."""
         helper = assistant(per_ip=1)
         with pytest.raises(ValidationError, match="^message:"):
-            helper.plan(CALLER, "", [])
+            planned(helper, CALLER, "", [])
         with pytest.raises(RateLimitedError, match="per address"):
-            helper.plan(CALLER, "hi", [])
+            planned(helper, CALLER, "hi", [])
 
     def test_stateless_callers_are_limited_by_address(self):
         """A call with no session (the MCP tool) is bound by the address limit alone."""
         helper = assistant(per_session=1, per_ip=2)
         stateless = Caller(session=None, address="1.2.3.4")
-        helper.plan(stateless, "hi", [])
-        helper.plan(stateless, "hi", [])
+        planned(helper, stateless, "hi", [])
+        planned(helper, stateless, "hi", [])
         with pytest.raises(RateLimitedError, match="per address"):
-            helper.plan(stateless, "hi", [])
+            planned(helper, stateless, "hi", [])
 
     @pytest.mark.parametrize(
         ("arguments", "field"),
@@ -187,7 +193,7 @@ class TestOrder:
         owner = ScriptedBackend()
         message = arguments.pop("message")
         with pytest.raises(ValidationError) as info:
-            assistant(owner=owner).plan(CALLER, message, [], ChatOptions(**arguments))
+            planned(assistant(owner=owner), CALLER, message, [], ChatOptions(**arguments))
         assert info.value.field == field
         assert owner.calls == []
 
@@ -196,7 +202,7 @@ class TestOrder:
         owner, router = ScriptedBackend(), ScriptedBackend(models=("r1", "r2"))
         caller = Caller(session="s1", address="1.2.3.4", token="hf_visitor")
         with pytest.raises(ValidationError, match="^model: 'm1' is not offered here; choose one of: r1, r2.$"):
-            assistant(owner=owner, router=router).plan(caller, "hi", [], ChatOptions(model="m1"))
+            planned(assistant(owner=owner, router=router), caller, "hi", [], ChatOptions(model="m1"))
         assert owner.calls == router.calls == []
 
 
@@ -205,7 +211,7 @@ class TestStream:
         """The plan's reply comes from the backend that was chosen, ending with the whole text."""
         owner, router = ScriptedBackend(["no"]), ScriptedBackend(["Hel", "lo"])
         helper = assistant(owner=owner, router=router)
-        plan = helper.plan(Caller(session="s1", address="1.2.3.4", token="hf_visitor"), "hi", [])
+        plan = planned(helper, Caller(session="s1", address="1.2.3.4", token="hf_visitor"), "hi", [])
 
         async def run() -> list[Reply]:
             return [reply async for reply in helper.stream(plan)]
@@ -219,7 +225,7 @@ class TestStream:
         """Updates are coalesced at the answering backend's own stream interval."""
         owner = ScriptedBackend(["a", "b", "c"], stream_interval=60.0)
         helper = assistant(owner=owner)
-        plan = helper.plan(CALLER, "hi", [])
+        plan = planned(helper, CALLER, "hi", [])
 
         async def run() -> list[Reply]:
             return [reply async for reply in helper.stream(plan)]
@@ -231,7 +237,7 @@ class TestStream:
         owner = ScriptedBackend(["a"], forever=True, models=("m1",))
         settings = Settings(system_prompt="sys", reply_timeout=0.2)
         helper = Assistant(settings, Access(owner=owner), ChatRateLimits(per_session=None, per_ip=None))
-        plan = helper.plan(CALLER, "hi", [])
+        plan = planned(helper, CALLER, "hi", [])
 
         async def run() -> None:
             async for _ in helper.stream(plan):

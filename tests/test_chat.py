@@ -149,7 +149,7 @@ def prepare(
     """`prepare_chat` with the usual inputs."""
     return prepare_chat(
         backend,
-        message,
+        Turn("user", message),
         history,
         system_prompt=system_prompt,
         params=PARAMS,

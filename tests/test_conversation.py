@@ -112,15 +112,15 @@ class TestParseTurns:
         ),  # a notice that is not text
         (
             [{"role": "user", "text": "a", "thinking": "b"}],
-            "history: message 1: a user message carries only its text.",
+            "history: message 1: a user message carries only its text and attachments.",
         ),  # users do not think, in this app
         (
             [{"role": "user", "text": "a", "notice": ""}],
-            "history: message 1: a user message carries only its text.",
+            "history: message 1: a user message carries only its text and attachments.",
         ),  # even an empty notice
         (
             [{"role": "user", "text": "a", "thinking_seconds": None}],
-            "history: message 1: a user message carries only its text.",
+            "history: message 1: a user message carries only its text and attachments.",
         ),  # even a null time
         (
             [{"role": "assistant", "text": "a", "thinking_seconds": -1}],

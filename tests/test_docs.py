@@ -88,7 +88,7 @@ class TestApi:
             for endpoint in re.findall(r"`(/\w+)`", endpoints):
                 documented.add(endpoint)
                 parameters = [(p["parameter_name"], p["python_type"]["type"]) for p in info[endpoint]["parameters"]]
-                assert re.findall(r"`(\w+): (\w+)`", inputs) == parameters, endpoint
+                assert re.findall(r"`(\w+): ([\w\[\]]+)`", inputs) == parameters, endpoint
                 kinds = ", ".join(r["python_type"]["type"] for r in info[endpoint]["returns"])
                 assert returns.startswith(f"`{kinds}`"), endpoint
         assert documented == set(info)

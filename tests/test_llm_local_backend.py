@@ -413,7 +413,7 @@ class TestStop:
         backend = LocalBackend.from_settings(Settings(local_model=str(slow_dir)))
         prepared = prepare_chat(
             backend,
-            "tell me a story",
+            Turn("user", "tell me a story"),
             [],
             system_prompt=SYSTEM,
             params=LONG,
@@ -564,7 +564,7 @@ class TestFit:
         params = GenerationParams(temperature=0, max_tokens=50)
         prepared = prepare_chat(
             backend,
-            messages[-1]["content"],
+            Turn("user", messages[-1]["content"]),
             history,
             system_prompt=SYSTEM,
             params=params,

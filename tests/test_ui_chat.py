@@ -55,7 +55,7 @@ def values(chat: ChatPanel, message: str | None = None, *params: object) -> dict
     found = {chat.system_prompt: system_prompt, chat.temperature: temperature, chat.max_tokens: max_tokens}
     found[chat.model] = model
     if message is not None:
-        found[chat.box] = message
+        found[chat.box] = {"text": message, "files": []}
     return found
 
 
@@ -90,7 +90,7 @@ class TestRespond:
         chat = panel(ScriptedBackend())
         updates = run(respond(chat, "hi"))
         first, *middle, last = updates
-        assert box(first[0]) == {"interactive": False, "stop_btn": "Stop", "value": ""}
+        assert box(first[0]) == {"interactive": False, "stop_btn": "Stop", "value": {"text": "", "files": []}}
         assert texts(first[1]) == [("user", "hi", None)]
         assert [texts(u[1])[-1][1] for u in middle] == ["Hello", "Hello there", "Hello there"]
         assert box(last[0])["stop_btn"] is False
@@ -185,7 +185,7 @@ class TestStopRetryUndo:
         run(respond(chat, "oops"))
         shown, typed, *_ = asyncio.run(chat.undo(request()))
         assert shown == []
-        assert typed == "oops"
+        assert typed == {"text": "oops", "files": []}
         assert chat.sessions.get("s1").turns == []
 
     def test_sessions_are_apart(self):

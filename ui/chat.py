@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -23,11 +24,13 @@ from services.access import Access, Route
 from services.assistant import Assistant, TurnPlan
 from services.chat import ChatOptions, Reply, finished_turn
 from services.config import Settings
-from services.conversation import Turn
+from services.conversation import Attached, Turn
 from services.errors import ServiceError, SignInRequiredError
+from services.llm.base import ChatBackend
 from services.sessions import Session, SessionStore
 from ui.chat_api import caller_of
 from ui.errors import as_user_error
+from ui.gradio_internals.files import uploads
 from ui.render import live_reply, render_turns
 from ui.saved_chats import SavedChatsPanel, snapshot_js
 from ui.signin import login_button, status_line
@@ -46,15 +49,22 @@ _PAGE_ONLY: dict[str, Any] = {"api_visibility": "private"}
 _QUICK: dict[str, Any] = {"queue": False, "postprocess": False, "show_progress": "hidden", **_PAGE_ONLY}
 
 
+# The message box's value as the page holds it once sent (the events send values ready-made, postprocess=False).
+_EMPTY_BOX: dict[str, Any] = {"text": "", "files": []}
+# What may be attached: images (the bytes decide, not the name), PDFs, and text files of the usual kinds.
+FILE_TYPES = [
+    "image", ".pdf", ".txt", ".md", ".markdown", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml",
+    ".xml", ".html", ".py", ".js", ".ts", ".java", ".c", ".h", ".cpp", ".cs", ".go", ".rs", ".rb", ".php",
+    ".swift", ".kt", ".sh", ".sql", ".css", ".log", ".ini", ".cfg", ".tex",
+]  # fmt: skip
+
+
 def _box_busy() -> Any:
-    return gr.Textbox(value="", interactive=False, submit_btn=False, stop_btn="Stop", placeholder="")
+    return gr.MultimodalTextbox(value=_EMPTY_BOX, interactive=False, submit_btn=False, stop_btn="Stop", placeholder="")
 
 
-def _box_ready(value: Any = None) -> Any:
-    box = gr.Textbox(interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
-    if value is not None:
-        box = gr.Textbox(value=value, interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
-    return box
+def _box_ready() -> Any:
+    return gr.MultimodalTextbox(interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
 
 
 class _Updates:
@@ -133,9 +143,10 @@ class ChatPanel:
             self.status = gr.Markdown(self._status_for(None, None), elem_id="status-line")
             if self.access.sign_in:
                 login_button()
-        models = list(self.access.owner.models)
+        owner = self.access.owner
+        models = list(owner.models)
         self.model = gr.Dropdown(
-            choices=models,
+            choices=_model_choices(owner, models),
             value=models[0] if models else None,
             label="Model",
             elem_id="model",
@@ -152,10 +163,13 @@ class ChatPanel:
             sanitize_html=True,
             allow_tags=False,
         )
-        # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name.
-        self.box = gr.Textbox(
+        # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name. Files are dropped, pasted
+        # or picked into the box; the server reads them (services.attachments) and checks their length and count.
+        attach = settings.max_attachments > 0
+        self.box = gr.MultimodalTextbox(
             placeholder=PLACEHOLDER, label="Message", show_label=False, submit_btn="Send", stop_btn=False,
-            elem_id="message", max_length=settings.max_message_chars,
+            elem_id="message", file_types=FILE_TYPES if attach else None, file_count="multiple",
+            sources=["upload"] if attach else [],
         )  # fmt: skip
         with gr.Accordion("Parameters", open=False):
             self.system_prompt = gr.Textbox(
@@ -201,6 +215,10 @@ class ChatPanel:
         saved.apply_after(on_load)
         saved.wire(self.chatbot)
 
+    def _kept(self, attached: Attached) -> bool:
+        """Whether the model still has an attachment (it is shown as gone otherwise)."""
+        return self.assistant.attachment(attached) is not None
+
     def _options(self, values: dict[Any, Any]) -> ChatOptions:
         """The parameters of a reply, as the page's components hold them."""
         return ChatOptions(
@@ -228,26 +246,32 @@ class ChatPanel:
         session = self._session(request)
         token = oauth_token.token if oauth_token else None
         try:
-            models = list(self.access.route(token).models)
+            route = self.access.route(token)
+            models, choices = list(route.models), _model_choices(route.backend, route.models)
         except SignInRequiredError:
-            models = []
-        model = gr.Dropdown(choices=models, value=models[0] if models else None, visible=len(models) > 1)
-        return self._status_for(token, _username(profile)), model, *self.saved.restore(session, snapshot)
+            models, choices = [], []
+        model = gr.Dropdown(choices=choices, value=models[0] if models else None, visible=len(models) > 1)
+        status = self._status_for(token, _username(profile), caller_of(request, oauth_token).address)
+        return status, model, *self.saved.restore(session, snapshot)
 
-    def _status_for(self, token: str | None, username: str | None) -> str:
-        """The status line: who answers this visitor, on whose account."""
+    def _status_for(self, token: str | None, username: str | None, address: str | None = None) -> str:
+        """The status line: who answers this visitor, on whose account, and how much of today's free budget is
+        left once it runs low."""
         try:
             route: Route | None = self.access.route(token)
         except SignInRequiredError as error:
             if username:
                 return f"Signed in as **@{username}**. {error}"
             route = None
+        budgets = self.assistant.budgets
+        owner_pays = route is not None and route.payer == "owner" and budgets.enabled and address is not None
         return status_line(
             route,
             sign_in=self.access.sign_in,
             username=username,
             per_minute=self.settings.rate_limit_session,
             on_space=self.settings.on_space,
+            budget=budgets.remaining(address) if owner_pays and address is not None else None,
         )
 
     async def respond(
@@ -259,11 +283,14 @@ class ChatPanel:
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Send: the message typed in the box. A blank box sends nothing, and says nothing: Enter was pressed on
         nothing, which is not a mistake to report."""
-        message = values.get(self.box)
-        if not isinstance(message, str) or not message.strip():
+        typed = values.get(self.box)
+        message = typed.get("text") if isinstance(typed, dict) else None
+        files = typed.get("files") if isinstance(typed, dict) else None
+        if not isinstance(message, str) or (not message.strip() and not files):
             return
         session = self._session(request)
-        turn = self._turn(session, request, profile, oauth_token, session.turns, message, self._options(values))
+        options = dataclasses.replace(self._options(values), files=uploads(files))
+        turn = self._turn(session, request, profile, oauth_token, session.turns, message, options)
         async for update in turn:
             yield update
 
@@ -296,7 +323,7 @@ class ChatPanel:
         last = _last_user(turns)
         if last is None:
             raise gr.Error("There is no message to retry.", print_exception=False)
-        options = self._options(values)
+        options = dataclasses.replace(self._options(values), attached=turns[last].attachments)
         turn = self._turn(session, request, profile, oauth_token, turns[:last], turns[last].text, options)
         async for update in turn:
             yield update
@@ -314,18 +341,18 @@ class ChatPanel:
         """One reply, from the message shown to the chat saved: the body of every reply event."""
         history = list(history)
         try:
-            plan = self.assistant.plan(caller_of(request, token), message, history, options)
+            plan = await self.assistant.plan(caller_of(request, token), message, history, options)
         except ServiceError as error:
             # Before anything changed on the page: the message stays in the box, as typed.
             raise as_user_error(error) from error
         if plan.dropped:
             gr.Warning(f"{plan.dropped} earlier message(s) were left out so the conversation fits the model.")
-        shown = render_turns([*history, plan.user])
+        shown = render_turns([*history, plan.user], kept=self._kept)
         # While the reply streams, the other outputs get plain values equal to what they show (the box's "", the
         # status, the list's selection, no notice, no plan): Gradio sends nothing for a value that did not change,
         # while a gr.skip() would make it build the component again on every update.
         visitor = token.token if token else None
-        status = self._status_for(visitor, _username(profile))
+        status = self._status_for(visitor, _username(profile), caller_of(request, token).address)
         listed = self.saved.selection(session)
         yield _box_busy(), shown, status, listed, "", None
         reply = Reply()
@@ -334,7 +361,7 @@ class ChatPanel:
         session.stop = updates.stop
         try:
             async for reply in updates:
-                yield "", [*shown, *live_reply(reply)], status, listed, "", None
+                yield _EMPTY_BOX, [*shown, *live_reply(reply)], status, listed, "", None
             if updates.stopped:
                 notice = "Stopped."
         except ServiceError as error:
@@ -350,8 +377,8 @@ class ChatPanel:
             await updates.aclose()
         turns = self._keep(session, history, plan, reply, notice)
         # The status may name the model now: a server's default model is known once it has answered.
-        status = self._status_for(visitor, _username(profile))
-        yield (_box_ready(), render_turns(turns), status, *self.saved.after_turn(session))
+        status = self._status_for(visitor, _username(profile), caller_of(request, token).address)
+        yield (_box_ready(), render_turns(turns, kept=self._kept), status, *self.saved.after_turn(session))
 
     def _keep(self, session: Session, history: list[Turn], plan: TurnPlan, reply: Reply, notice: str) -> list[Turn]:
         turn = finished_turn(reply, params=plan.params, notice=notice)
@@ -371,8 +398,17 @@ class ChatPanel:
         if last is None:
             return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         self.sessions.set_turns(session, turns[:last])
-        return (render_turns(session.turns), turns[last].text, *self.saved.after_turn(session))
+        return (
+            render_turns(session.turns, kept=self._kept),
+            {"text": turns[last].text, "files": []},
+            *self.saved.after_turn(session),
+        )
 
 
 def _username(profile: gr.OAuthProfile | None) -> str | None:
     return getattr(profile, "username", None) if profile is not None else None
+
+
+def _model_choices(backend: ChatBackend, models: Sequence[str]) -> list[tuple[str, str]]:
+    """The model picker's choices: each model by its id, marked when it takes images."""
+    return [(f"{model} · sees images" if backend.sees_images(model) else model, model) for model in models]

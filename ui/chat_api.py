@@ -22,6 +22,7 @@ from services.errors import ServiceError, ValidationError
 from services.sessions import SessionStore
 from ui.errors import user_errors
 from ui.gradio_internals import called_through_mcp, keep_out_of_mcp
+from ui.gradio_internals.files import uploads
 
 __all__ = ["ChatApi", "caller_of"]
 
@@ -100,17 +101,19 @@ class ChatApi:
             temperature: float = settings.default_temperature,
             max_tokens: int = settings.default_max_tokens,
             model: str = "",
+            files: list[Any] | None = None,
             request: gr.Request | None = None,
             oauth_token: gr.OAuthToken | None = None,
         ) -> AsyncIterator[str]:
             """Stream a reply to `message`, in this session's conversation (one gradio_client.Client is one session).
 
             Args:
-                message: What to say to the model.
+                message: What to say to the model ("" when files say it all).
                 system_prompt: Instructions for the model ("" for none).
                 temperature: Randomness, from 0 (always the likeliest words) to 2.
                 max_tokens: Longest reply, in tokens, from 1 to MAX_TOKENS_CAP.
                 model: One of the models the Space offers; "" for its default.
+                files: Images and documents (PDF, text, code) to send along: gradio_client.handle_file(path) each.
 
             Returns:
                 The reply so far, growing; the last value is the whole answer.
@@ -120,8 +123,8 @@ class ChatApi:
             caller = caller_of(request, oauth_token)
             session = sessions.get(caller.session or "")
             history = list(session.turns)
-            options = ChatOptions(system_prompt, temperature, max_tokens, model)
-            plan = assistant.plan(caller, message, history, options)
+            options = ChatOptions(system_prompt, temperature, max_tokens, model, files=uploads(files))
+            plan = await assistant.plan(caller, message, history, options)
             text = ""
             async for text in self._stream_answer(plan):
                 yield text
@@ -141,27 +144,29 @@ class ChatApi:
             temperature: float = settings.default_temperature,
             max_tokens: int = settings.default_max_tokens,
             model: str = "",
+            files: list[Any] | None = None,
             request: gr.Request | None = None,
             oauth_token: gr.OAuthToken | None = None,
         ) -> AsyncIterator[str]:
             """Ask the Space's language model and get its answer; keeps no state, so give earlier turns in `history`.
 
             Args:
-                message: What to ask.
+                message: What to ask ("" when files say it all).
                 history: Earlier turns as JSON: [{"role": "user" or "assistant", "content": "..."}] ("" if none).
                 system_prompt: Instructions for the model ("" for none).
                 temperature: Randomness, from 0 (always the likeliest words) to 2.
                 max_tokens: Longest answer, in tokens, from 1 to MAX_TOKENS_CAP.
                 model: One of the models the Space offers; "" for its default.
+                files: Images and documents to ask about: gradio_client.handle_file(path); over MCP, data: URLs.
 
             Returns:
                 The model's answer.
             """
-            plan = assistant.plan(
+            plan = await assistant.plan(
                 caller_of(request, oauth_token, stateless=True),
                 message,
                 lambda: parse_turns(_history_value(history, limits), limits=limits),
-                ChatOptions(system_prompt, temperature, max_tokens, model),
+                ChatOptions(system_prompt, temperature, max_tokens, model, files=uploads(files)),
             )
             async for text in self._stream_answer(plan):
                 yield text
@@ -182,6 +187,8 @@ class ChatApi:
                     maximum=settings.max_tokens_cap, **hidden,
                 ),
                 gr.Textbox("", label="model", **hidden),
+                # Last and optional: positional calls without it keep working.
+                gr.File(None, label="files", file_count="multiple", **hidden),
             ]  # fmt: skip
 
         common: dict[str, Any] = {

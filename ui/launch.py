@@ -9,6 +9,7 @@ session bounds and unread results, the theme, and the switches of what the Space
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -124,7 +125,7 @@ def edge_middleware(settings: Settings, blocks: gr.Blocks) -> list[Middleware]:
         Middleware(
             BodyLimit,
             max_bytes=settings.max_request_bytes,
-            paths={UPLOAD_PATH: settings.max_upload_bytes + _MULTIPART_OVERHEAD},
+            paths={UPLOAD_PATH: settings.largest_upload + _MULTIPART_OVERHEAD},
         ),
         Middleware(LoginThrottle, attempts=settings.login_attempts),
         Middleware(UploadCacheBound, max_bytes=settings.upload_cache_bytes),
@@ -145,7 +146,7 @@ def launch_options(settings: Settings, blocks: gr.Blocks, *, head: str = "") -> 
         "auth_message": "This Space is private: sign in with the account its owner gave you."
         if settings.app_auth
         else None,
-        "max_file_size": settings.max_upload_bytes,
+        "max_file_size": settings.largest_upload,
         "state_session_capacity": settings.session_capacity,
         # Not used here, and each a way in: run history (which calls the Hub with the owner's token for a
         # caller), the traffic page, full tracebacks in error messages.
@@ -167,8 +168,9 @@ class SpaceBlocks(gr.Blocks):
     """A `gr.Blocks` whose `launch()` starts from the Space's settings, so every way of launching it is the same.
 
     A caller's own arguments apply on top, except those that keep the Space safe (`_ENFORCED`), which a warning
-    says are kept. `on_shutdown` runs when the server stops (the backends' connections are closed there);
-    `on_session_end` is told the key of a session that ended (a `/call` without a session hash, once answered).
+    says are kept. `on_startup` runs when the server starts (the backends learn their models, the attachment
+    readers start), `on_shutdown` when it stops (the backends' connections are closed there); `on_session_end` is
+    told the key of a session that ended (a `/call` without a session hash, once answered).
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class SpaceBlocks(gr.Blocks):
         settings: Settings,
         *,
         head: str = "",
+        on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
         on_session_end: Sequence[Callable[[str], None]] = (),
         **kwargs: Any,
@@ -183,6 +186,7 @@ class SpaceBlocks(gr.Blocks):
         super().__init__(**kwargs)
         self.settings = settings
         self._head = head
+        self._on_startup = tuple(on_startup)
         self._on_shutdown = tuple(on_shutdown)
         self._on_session_end = tuple(on_session_end)
 
@@ -224,10 +228,12 @@ class SpaceBlocks(gr.Blocks):
             )
 
     def _lifespan(self, inner: Any) -> Callable[[Any], Any]:
-        on_shutdown = self._on_shutdown
+        on_startup, on_shutdown = self._on_startup, self._on_shutdown
 
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Any]:
+            # Started, not awaited: a model server that is slow to list its models delays no one.
+            starting = [asyncio.ensure_future(start()) for start in on_startup]
             try:
                 if inner is None:
                     yield None
@@ -235,6 +241,8 @@ class SpaceBlocks(gr.Blocks):
                     async with inner(app) as state:
                         yield state
             finally:
+                for task in starting:
+                    task.cancel()
                 for close in on_shutdown:
                     try:
                         await close()

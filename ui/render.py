@@ -7,27 +7,20 @@ text), whoever wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from services.chat import Reply
-from services.conversation import Turn
+from services.conversation import Attached, Turn
 from services.markdown import safe_markdown
+from ui.gradio_internals.chatbot import ChatMessage, image_block, text_message
+from ui.gradio_internals.files import thumbnail_file
 
 __all__ = ["ChatMessage", "live_reply", "render_turns"]
 
-ChatMessage = dict[str, Any]
-
 
 def _message(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatMessage:
-    # The shape Chatbot.postprocess gives (gradio 6.31): content as a list of text blocks, which the page shows
-    # as written (a plain string would go through inspect.cleandoc, which strips pasted code's indentation).
-    return {
-        "role": role,
-        "metadata": metadata,
-        "content": [{"type": "text", "text": safe_markdown(text)}],
-        "options": None,
-    }
+    return text_message(role, safe_markdown(text), metadata)
 
 
 def _assistant(
@@ -46,12 +39,35 @@ def _assistant(
     return out
 
 
-def render_turns(turns: Iterable[Turn]) -> list[ChatMessage]:
-    """Chatbot messages for kept turns: a user message, or an assistant's thinking (collapsed), answer, notice."""
+_KIND_MARK = {"image": "🖼️", "pdf": "📄", "text": "📄"}
+
+
+def _user(turn: Turn, kept: Callable[[Attached], bool] | None) -> ChatMessage:
+    """A user message: its text, a line per attachment (the model no longer having one is said), then the
+    images' thumbnails, which the app made."""
+    lines = []
+    for attached in turn.attachments:
+        # Names are safe to show (services.attachments.display_name: no brackets, colons or backticks).
+        line = f"{_KIND_MARK[attached.kind]} `{attached.name}`"
+        if kept is not None and not kept(attached):
+            line += " — no longer available to the model: attach it again to ask about it."
+        lines.append(line)
+    text = "\n\n".join([turn.text, *lines]) if turn.text else "\n\n".join(lines)
+    message = _message("user", text)
+    for attached in turn.attachments:
+        path = thumbnail_file(attached.thumbnail) if attached.thumbnail else None
+        if path is not None:
+            message["content"].append(image_block(path, attached.name))
+    return message
+
+
+def render_turns(turns: Iterable[Turn], *, kept: Callable[[Attached], bool] | None = None) -> list[ChatMessage]:
+    """Chatbot messages for kept turns: a user message (with its attachments; `kept` says whether the model still
+    has one), or an assistant's thinking (collapsed), answer, notice."""
     out: list[ChatMessage] = []
     for turn in turns:
         if turn.role == "user":
-            out.append(_message("user", turn.text))
+            out.append(_user(turn, kept))
         else:
             out += _assistant(turn.text, turn.thinking, turn.thinking_seconds, turn.notice, thinking_now=False)
     return out

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import gradio as gr
 
+from services.conversation import Attached
 from services.errors import ConversationError, SnapshotError, StoredConversationError
 from services.saved_chats import Change, ChatArchive
 from services.sessions import Session, SessionStore
@@ -45,10 +46,19 @@ def snapshot_js(picked: bool = False) -> str:
 class SavedChatsPanel:
     """The sidebar. `build` lays it out; `wire` connects its events to the chat's Chatbot."""
 
-    def __init__(self, archive: ChatArchive, sessions: SessionStore, *, max_import_bytes: int) -> None:
+    def __init__(
+        self,
+        archive: ChatArchive,
+        sessions: SessionStore,
+        *,
+        max_import_bytes: int,
+        kept: Callable[[Attached], bool] | None = None,
+    ) -> None:
+        """`kept` says whether the model still has an attachment's content (the page says so when it does not)."""
         self.archive = archive
         self._sessions = sessions
         self._max_import_bytes = max_import_bytes
+        self._kept = kept
 
     # Layout and events
 
@@ -108,7 +118,7 @@ class SavedChatsPanel:
             self._sessions.set_turns(session, change.turns)
         if change.notice:
             gr.Warning(change.notice)
-        return render_turns(session.turns), *self.listed(change)
+        return render_turns(session.turns, kept=self._kept), *self.listed(change)
 
     def listed(self, change: Change) -> tuple[Any, str, dict[str, Any]]:
         """The list, the notice and the plan of `change`, for events that do not change the open chat."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from services.access import Route
+from services.budget import Remaining
 from services.llm.base import BackendStatus
 
 __all__ = ["login_button", "status_line"]
@@ -22,9 +23,16 @@ def _who_answers(status: BackendStatus, models: tuple[str, ...]) -> str:
 
 
 def status_line(
-    route: Route | None, *, sign_in: bool, username: str | None, per_minute: int | None, on_space: bool
+    route: Route | None,
+    *,
+    sign_in: bool,
+    username: str | None,
+    per_minute: int | None,
+    on_space: bool,
+    budget: Remaining | None = None,
 ) -> str:
-    """One Markdown line: who answers, on whose account, and what signing in would change.
+    """One Markdown line: who answers, on whose account, what is left of today's free budget once it runs low,
+    and what signing in would change.
 
     Off a Space, whoever started the app is the owner: the owner's account is "your" account there.
     """
@@ -46,4 +54,11 @@ def status_line(
     else:
         pays = f"on the Space owner's account{limit}" if on_space else f"on your account{limit}"
     invite = " Sign in with Hugging Face to chat on your own account." if sign_in and not username else ""
-    return f"{signed_in}Answered by {answers}, {pays}.{invite}"
+    left = ""
+    if budget is not None and budget.low and budget.tokens is not None:
+        hours = max(1, round(budget.resets_in / 3600))
+        left = (
+            f" **About {budget.tokens:,} tokens of today's free budget are left** (it resets at midnight UTC, in "
+            f"about {hours} h)."
+        )
+    return f"{signed_in}Answered by {answers}, {pays}.{left}{invite}"

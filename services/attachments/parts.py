@@ -6,8 +6,9 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+from services.llm.base import Content, ContentPart, ImageUrlPart
 from services.text import clean
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def display_name(name: str) -> str:
     return shown
 
 
-def image_content_part(image: ImagePart) -> dict[str, Any]:
+def image_content_part(image: ImagePart) -> ImageUrlPart:
     """The OpenAI-compatible content part that carries the image to a vision model."""
     return {"type": "image_url", "image_url": {"url": image.data_url}}
 
@@ -149,7 +150,7 @@ def document_chars(documents: Sequence[DocumentPart]) -> int:
     return len(format_documents(documents)) + 2 if documents else 0
 
 
-def message_content(text: str, attachments: Sequence[Attachment]) -> str | list[dict[str, Any]]:
+def message_content(text: str, attachments: Sequence[Attachment]) -> Content:
     """A user message's content for an OpenAI-compatible server: the documents' blocks, a blank line and the text;
     with images, a list of parts: that text first (when there is any), then one `image_url` part per image."""
     documents = [part for part in attachments if isinstance(part, DocumentPart)]
@@ -158,7 +159,7 @@ def message_content(text: str, attachments: Sequence[Attachment]) -> str | list[
     if not images:
         return body
     # No empty text part: some servers refuse one.
-    text_part = [{"type": "text", "text": body}] if body else []
+    text_part: list[ContentPart] = [{"type": "text", "text": body}] if body else []
     return [*text_part, *(image_content_part(image) for image in images)]
 
 

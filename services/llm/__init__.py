@@ -71,6 +71,12 @@ class UnavailableBackend:
         raise BackendNotConfiguredError(self.reason)
         yield Delta()  # pragma: no cover - makes this an async generator like the real backends
 
+    def sees_images(self, model: str | None) -> bool:
+        return False
+
+    async def start(self) -> None:
+        """Nothing to learn."""
+
     async def aclose(self) -> None:
         """Nothing to close."""
 

@@ -13,13 +13,19 @@ __all__ = [
     "BackendStatus",
     "ChatBackend",
     "ChatRequest",
+    "Content",
+    "ContentPart",
     "Delta",
     "GenerationParams",
     "Message",
     "Role",
     "Usage",
+    "content_chars",
+    "content_images",
+    "content_text",
     "estimate_prompt_tokens",
     "estimate_tokens",
+    "join_contents",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -27,11 +33,62 @@ Role = Literal["system", "user", "assistant"]
 BackendName = Literal["openai", "local", "none"]
 
 
+class TextPart(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrl(TypedDict):
+    url: str  # a data: URL the app made (`services.attachments`), never one a client gave
+
+
+class ImageUrlPart(TypedDict):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = TextPart | ImageUrlPart
+# A message's content in the OpenAI format: text, or a list of parts when it carries images.
+Content = str | list[ContentPart]
+
+
 class Message(TypedDict):
-    """One chat message in the OpenAI format, with plain-text content."""
+    """One chat message in the OpenAI format."""
 
     role: Role
-    content: str
+    content: Content
+
+
+def content_text(content: Content) -> str:
+    """The text of a message's content, its parts' texts joined (images left out)."""
+    if isinstance(content, str):
+        return content
+    return "\n\n".join(part["text"] for part in content if part["type"] == "text")
+
+
+def content_images(content: Content) -> int:
+    """How many images a message's content carries."""
+    return 0 if isinstance(content, str) else sum(part["type"] == "image_url" for part in content)
+
+
+def content_chars(content: Content) -> int:
+    """Characters of a message's text (what MAX_HISTORY_CHARS counts; images are bounded by their count)."""
+    if isinstance(content, str):
+        return len(content)
+    return sum(len(part["text"]) for part in content if part["type"] == "text")
+
+
+def join_contents(first: Content, second: Content) -> Content:
+    """Two contents as one message's (two turns in a row from one side): text after text, images kept."""
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n\n{second}" if first and second else first or second
+
+    def parts(content: Content) -> list[ContentPart]:
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}] if content else []
+        return list(content)
+
+    return [*parts(first), *parts(second)]
 
 
 @dataclass(frozen=True)
@@ -80,6 +137,9 @@ class Usage:
 CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 4
 _TOKENS_PER_REPLY = 3
+# An image of at most 2048 px (`services.attachments`), as the vision models of OpenAI and others count it in
+# their detailed mode: 85 tokens, and 170 for each of up to six 512-px tiles of the image scaled to 768 px.
+_TOKENS_PER_IMAGE = 1105
 
 
 def estimate_tokens(chars: int) -> int:
@@ -89,8 +149,9 @@ def estimate_tokens(chars: int) -> int:
 
 def estimate_prompt_tokens(messages: Sequence[Message]) -> int:
     """Tokens a server reads for `messages`, estimated from their characters (no tokenizer: microseconds)."""
-    chars = sum(len(message["content"]) for message in messages)
-    return estimate_tokens(chars) + _TOKENS_PER_MESSAGE * len(messages) + _TOKENS_PER_REPLY
+    chars = sum(content_chars(message["content"]) for message in messages)
+    images = sum(content_images(message["content"]) for message in messages)
+    return estimate_tokens(chars) + _TOKENS_PER_IMAGE * images + _TOKENS_PER_MESSAGE * len(messages) + _TOKENS_PER_REPLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +185,8 @@ class ChatBackend(Protocol):
     closing the iterator early (a user pressed Stop) must release the backend's work promptly. `fit` trims a
     request to the model's context window (returning how many messages it left out), or raises
     `ValidationError` when even the last message cannot fit. `estimate_prompt_tokens` says, cheaply and before
-    anything is sent, how many tokens the request's prompt will cost (a budget refuses what cannot fit).
+    anything is sent, how many tokens the request's prompt will cost (a budget refuses what cannot fit). `start`
+    runs once when the app starts serving, `aclose` when it stops.
     """
 
     name: BackendName
@@ -142,6 +204,13 @@ class ChatBackend(Protocol):
     def fit(self, request: ChatRequest) -> tuple[ChatRequest, int]: ...
 
     def estimate_prompt_tokens(self, request: ChatRequest) -> int: ...
+
+    def sees_images(self, model: str | None) -> bool:
+        """Whether `model` (None: the default) takes images; an image for one that does not is refused."""
+        ...
+
+    async def start(self) -> None:
+        """What the backend learns before the first chat (a server's listing of its models); never raises."""
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
 

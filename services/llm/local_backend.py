@@ -76,7 +76,16 @@ from services.errors import (
     ZeroGPUError,
 )
 from services.llm import zerogpu
-from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, GenerationParams, Message, Usage
+from services.llm.base import (
+    BackendName,
+    BackendStatus,
+    ChatRequest,
+    Delta,
+    GenerationParams,
+    Message,
+    Usage,
+    content_text,
+)
 from services.llm.zerogpu import Lease, LeasePlanner, Timing
 from services.trimming import drop_oldest
 
@@ -432,6 +441,13 @@ class LocalBackend:
     def status(self) -> BackendStatus:
         return BackendStatus("local", self.loaded.name, self.loaded.device)
 
+    def sees_images(self, model: str | None) -> bool:
+        """The in-process model reads text only."""
+        return False
+
+    async def start(self) -> None:
+        """Loaded already (`load_model`, at start-up)."""
+
     async def aclose(self) -> None:
         """Nothing to close: the model stays loaded for the life of the process."""
 
@@ -446,7 +462,10 @@ class LocalBackend:
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         tokenizer = self.loaded.tokenizer
         try:
-            conversation = [{"role": message["role"], "content": message["content"]} for message in messages]
+            # Text only: `Assistant.plan` sends no image to a model that cannot see.
+            conversation = [
+                {"role": message["role"], "content": content_text(message["content"])} for message in messages
+            ]
             prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         except TemplateError as e:
             # Some templates reject a conversation shape, e.g. "System role not supported".

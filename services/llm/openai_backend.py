@@ -66,6 +66,11 @@ _USAGE_OPTION = {"include_usage": True}
 _MAX_COUNT = 2**31
 
 
+# A model server's listing of its models: Hugging Face's router lists a few hundred, in well under a megabyte.
+_MAX_LISTING_BYTES = 8 << 20
+_MAX_LISTED = 5000
+
+
 class _StreamErrorEvent(Exception):
     """An `error` object inside the SSE stream, as some servers send when they fail after the first token."""
 
@@ -226,12 +231,17 @@ class OpenAIBackend:
         scrubber: Scrubber,
         stream_interval: float = 0.04,
         concurrency_limit: int | None = None,
+        vision_models: tuple[str, ...] = (),
     ) -> None:
         self._endpoint = endpoint
         self._timeout = timeout
         self._scrubber = scrubber
         self._model = endpoint.models[0] if endpoint.models else None
         self._model_lock = asyncio.Lock()
+        # Models that take images: those named (VISION_MODELS; "*" for all), and those the server's listing marks.
+        self._vision = frozenset(vision_models)
+        self._listed_vision: frozenset[str] = frozenset()
+        self._listing: list[str] | None = None
         # Whether to ask for usage (`stream_options`): until the server refuses the field.
         self._asks_usage = True
         self.stream_interval = stream_interval
@@ -248,7 +258,11 @@ class OpenAIBackend:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, endpoint: OpenAIEndpoint, scrubber: Scrubber) -> OpenAIBackend:
+    def from_settings(
+        cls, settings: Settings, endpoint: OpenAIEndpoint, scrubber: Scrubber, *, owner: bool = True
+    ) -> OpenAIBackend:
+        """The backend for `endpoint`: the owner's (VISION_MODELS names its models that take images), or the
+        router that signed-in visitors chat through (`owner=False`: its own listing says)."""
         return cls(
             endpoint,
             timeout=settings.llm_timeout,
@@ -257,6 +271,7 @@ class OpenAIBackend:
             scrubber=scrubber,
             stream_interval=settings.stream_interval_for("openai"),
             concurrency_limit=settings.chat_concurrency,
+            vision_models=settings.vision_models if owner else (),
         )
 
     @property
@@ -285,15 +300,46 @@ class OpenAIBackend:
         """From characters: the server's tokenizer is not here (`services.llm.base.estimate_prompt_tokens`)."""
         return estimate_prompt_tokens(request.messages)
 
-    async def _resolve_model(self) -> str:
-        """With only OPENAI_BASE_URL set (Ollama, llama.cpp, vLLM), use the first model the server lists."""
-        if self._model:
-            return self._model
-        async with self._model_lock:
+    def sees_images(self, model: str | None) -> bool:
+        """Whether `model` (None: the default) takes images, as VISION_MODELS or the server's listing says."""
+        name = model or self._model
+        if "*" in self._vision:
+            return True
+        if name is None:
+            return False
+        # A router id may name a provider or a policy after a colon: the model is the same.
+        return bool({name, name.split(":", 1)[0]} & (self._vision | self._listed_vision))
+
+    async def start(self) -> None:
+        """Read the server's listing once, before the first chat: the default model when none is configured, and
+        which models take images. A server that does not answer now is asked again when a chat needs it."""
+        try:
             if self._model is None:
+                await self._resolve_model()
+            else:
+                await self._read_listing()
+        except BackendError as error:
+            logger.info("The model server at %s did not list its models at start-up: %s", self.server, error)
+
+    async def _read_listing(self) -> list[str]:
+        """The ids `GET /models` lists, read once (bounded in bytes and entries: the body is the server's)."""
+        if self._listing is not None:
+            return self._listing
+        async with self._model_lock:
+            if self._listing is None:
                 try:
-                    response = await self._client.get("/models", cast_to=httpx2.Response)
-                    listing = json.loads(await response.aread())
+                    # Streamed (the SDK leaves the body unread), so that its size is bounded as it is read.
+                    response: httpx2.Response = await self._client.get("/models", cast_to=httpx2.Response, stream=True)
+                    try:
+                        body = bytearray()
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) > _MAX_LISTING_BYTES:
+                                raise ValueError("listing too large")
+                    finally:
+                        with contextlib.suppress(*_TRANSPORT_ERRORS):
+                            await response.aclose()
+                    listing = json.loads(body)
                 except openai.OpenAIError as e:
                     raise self._translate(e, None) from e
                 except _TRANSPORT_ERRORS as e:
@@ -301,13 +347,25 @@ class OpenAIBackend:
                 except ValueError:
                     listing = None
                 data = listing.get("data") if isinstance(listing, dict) else None
-                ids = [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
-                if not ids:
-                    raise BackendRequestError(
-                        f"The model server at {self.server} lists no models it serves (GET /models): set LLM_MODELS."
-                    )
-                self._model = ids[0][:200]
-                logger.info("No model configured: using %r, the first model listed by %s", self._model, self.server)
+                entries = [m for m in (data if isinstance(data, list) else [])[:_MAX_LISTED] if isinstance(m, dict)]
+                ids = [m["id"][:200] for m in entries if isinstance(m.get("id"), str) and m["id"]]
+                self._listed_vision = frozenset(m["id"][:200] for m in entries if _takes_images(m))
+                self._listing = ids
+        return self._listing
+
+    async def _resolve_model(self) -> str:
+        """With only OPENAI_BASE_URL set (Ollama, llama.cpp, vLLM), use the first model the server lists."""
+        if self._model:
+            return self._model
+        ids = await self._read_listing()
+        if not ids:
+            self._listing = None  # asked again next time: the server may be starting
+            raise BackendRequestError(
+                f"The model server at {self.server} lists no models it serves (GET /models): set LLM_MODELS."
+            )
+        if self._model is None:
+            self._model = ids[0]
+            logger.info("No model configured: using %r, the first model listed by %s", self._model, self.server)
         return self._model
 
     async def _open(self, request: ChatRequest, model: str) -> httpx2.Response:
@@ -496,6 +554,14 @@ class OpenAIBackend:
                 f"The model server at {server} refused the request (HTTP {status}): {detail}", status_code=status
             )
         return BackendError(f"The model server at {server} sent a reply that could not be read.")
+
+
+def _takes_images(entry: dict[str, Any]) -> bool:
+    """Whether a `/models` entry marks its model as reading images (`architecture.input_modalities`, as Hugging
+    Face's router lists it)."""
+    architecture = entry.get("architecture")
+    modalities = architecture.get("input_modalities") if isinstance(architecture, dict) else None
+    return isinstance(entry.get("id"), str) and isinstance(modalities, list) and "image" in modalities
 
 
 def _status_detail(error: openai.APIStatusError) -> str:

@@ -26,6 +26,8 @@ class ScriptedBackend:
     name: BackendName = "openai"
     stream_interval: float = 0.0
     concurrency_limit: int | None = None
+    vision: bool = False
+    started: int = 0
 
     def status(self) -> BackendStatus:
         return BackendStatus("openai", self.models[0], "http://scripted")
@@ -50,6 +52,12 @@ class ScriptedBackend:
         finally:
             if not finished:
                 self.closed += 1
+
+    def sees_images(self, model: str | None) -> bool:
+        return self.vision
+
+    async def start(self) -> None:
+        self.started += 1
 
     async def aclose(self) -> None:
         """Nothing to close."""

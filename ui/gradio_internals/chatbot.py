@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ChatMessage", "text_message"]
+__all__ = ["ChatMessage", "image_block", "text_message"]
 
 ChatMessage = dict[str, Any]
 
@@ -18,3 +18,9 @@ def text_message(role: str, text: str, metadata: dict[str, Any] | None = None) -
     """One message of `text`: content as a list of text blocks, which the page shows as written (a plain string
     would go through inspect.cleandoc, which strips pasted code's indentation)."""
     return {"role": role, "metadata": metadata, "content": [{"type": "text", "text": text}], "options": None}
+
+
+def image_block(path: str, name: str) -> dict[str, Any]:
+    """A block that shows an image file Gradio serves (one in its upload folder), after a message's text."""
+    file = {"path": path, "mime_type": "image/webp", "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+    return {"type": "file", "file": file, "alt_text": name}
