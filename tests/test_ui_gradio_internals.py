@@ -205,6 +205,43 @@ class TestMcp:
         assert not called_through_mcp(None)
 
 
+class TestListsOfFilesOverMcp:
+    @staticmethod
+    def server() -> Any:
+        from gradio.mcp import GradioMCPServer
+
+        def read(files: list[Any] | None = None) -> str:
+            """Reads.
+
+            Args:
+                files: Some files.
+            """
+            return ""
+
+        with gr.Blocks() as demo:
+            gr.Button().click(read, gr.File(file_count="multiple"), gr.Textbox(), api_name="read")
+        return GradioMCPServer(demo)
+
+    def test_gradio_alone_leaves_a_dangling_ref_and_unmatched_positions(self):
+        """What the patch is for, on Gradio's own code: if this fails, Gradio has fixed it (delete the patch)."""
+        from gradio.mcp import GradioMCPServer
+
+        original = getattr(GradioMCPServer.get_input_schema, "__wrapped__", GradioMCPServer.get_input_schema)
+        schema, positions = original(self.server(), "read")
+        assert schema["properties"]["files"]["items"]["$ref"] == "#/$defs/FileData"
+        assert "$defs" not in schema
+        assert ["files", "items"] in positions
+
+    def test_the_schema_resolves_and_each_file_converts(self, tmp_path):
+        """With the patch: no `$ref` left, and a data: URL in the list becomes a file the app receives."""
+        gradio_internals.accept_lists_of_files()
+        server = self.server()
+        schema, positions = server.get_input_schema("read")
+        assert "$ref" not in json.dumps(schema)
+        converted = server.convert_strings_to_filedata({"files": ["data:text/plain;base64,aGk="]}, positions)
+        assert converted["files"][0]["meta"] == {"_type": "gradio.FileData"}
+
+
 class TestChatbotShape:
     @pytest.mark.parametrize("metadata", [None, {"title": "Thinking", "status": "done", "duration": 1.5}])
     def test_text_message_is_what_postprocess_gives(self, metadata):

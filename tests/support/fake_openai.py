@@ -81,6 +81,8 @@ class Behaviour:
     thinking: str | None = None
     thinking_style: ThinkingStyle = "reasoning"
     models: tuple[str, ...] = (MODEL,)
+    # Models the listing marks as reading images (`architecture.input_modalities`, as Hugging Face's router does).
+    vision_models: tuple[str, ...] = ()
     usage: bool = True
     usage_every_chunk: bool = False
     strict: bool = False
@@ -116,8 +118,21 @@ def reply_for(body: dict[str, Any], behaviour: Behaviour) -> list[str]:
     if behaviour.reply is not None:
         return split_tokens(behaviour.reply)
     users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    last = users[-1]["content"] if users else ""
-    return split_tokens(f"You said: {last}")
+    return split_tokens(f"You said: {text_of(users[-1]['content']) if users else ''}")
+
+
+def text_of(content: Any) -> str:
+    """A message's text: its content, or its text parts joined (a message with images is a list of parts)."""
+    if isinstance(content, list):
+        return "\n\n".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return str(content)
+
+
+def images_of(content: Any) -> list[str]:
+    """The image URLs (data: URLs) of a message's content parts."""
+    if not isinstance(content, list):
+        return []
+    return [part["image_url"]["url"] for part in content if part.get("type") == "image_url"]
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
@@ -255,7 +270,17 @@ def build_app(
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def models(request: Request) -> Response:
-        data = [{"id": model, "object": "model", "owned_by": "tests"} for model in behaviour.models]
+        data = [
+            {
+                "id": model,
+                "object": "model",
+                "owned_by": "tests",
+                "architecture": {
+                    "input_modalities": ["text", "image"] if model in behaviour.vision_models else ["text"]
+                },
+            }
+            for model in behaviour.models
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     return Starlette(

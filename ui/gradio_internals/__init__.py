@@ -13,13 +13,14 @@ import gradio as gr
 
 from ui.gradio_internals._version import CHECKED_FROM, CHECKED_UNTIL, PATCHED_VERSION, on_checked_version
 from ui.gradio_internals.jobs import cancel_jobs_whose_client_left
-from ui.gradio_internals.mcp import called_through_mcp, keep_out_of_mcp
+from ui.gradio_internals.mcp import accept_lists_of_files, called_through_mcp, keep_out_of_mcp
 from ui.gradio_internals.performance import cache_init_signatures, keep_no_session_configs, skip_missing_matplotlib
 
 __all__ = [
     "CHECKED_FROM",
     "CHECKED_UNTIL",
     "PATCHED_VERSION",
+    "accept_lists_of_files",
     "apply",
     "called_through_mcp",
     "keep_out_of_mcp",
@@ -35,5 +36,6 @@ def apply(blocks: gr.Blocks) -> None:
     cache_init_signatures(blocks)
     keep_no_session_configs()
     cancel_jobs_whose_client_left()
+    accept_lists_of_files()
     # LoginButton's page-load check is a public endpoint in 6.31, which made it an MCP tool with no description.
     keep_out_of_mcp(gr.LoginButton._check_login_status)

@@ -34,8 +34,15 @@ class EventShape:
 
 
 def _takes_files(block: object) -> bool:
+    """Whether a component's value holds files: a file, a list of them, or a model with a field of either (the
+    MultimodalTextbox's text and files)."""
     model = getattr(block, "data_model", None)
-    return isinstance(model, type) and issubclass(model, (gr.FileData, ListFiles))
+    if not isinstance(model, type):
+        return False
+    if issubclass(model, (gr.FileData, ListFiles)):
+        return True
+    fields = getattr(model, "model_fields", {})
+    return any("FileData" in repr(field.annotation) for field in fields.values())
 
 
 def api_shapes(blocks: gr.Blocks) -> Callable[[], Mapping[str, ApiShape]]:
