@@ -55,6 +55,7 @@ from services.conversation import Limits
 from services.errors import ConfigError
 from services.llm import create_backend, create_local_backend
 from services.llm.openai_backend import OpenAIBackend, endpoint_from_settings, router_endpoint
+from services.mcp_tools import ToolRegistry
 from services.ratelimit import ChatRateLimits
 from services.redact import Scrubber, install_log_redaction
 from services.saved_chats import ChatArchive, Seal
@@ -82,9 +83,10 @@ DESCRIPTION = (
 )
 
 
-def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
+def build_demo(settings: Settings, access: Access, *, tool_servers: ToolRegistry | None = None) -> SpaceBlocks:
     """The Space's Blocks for `settings`, queue and all, not launched; `access` says who answers whom (the
-    owner's backend, the router for signed-in visitors, the local model for anonymous ones)."""
+    owner's backend, the router for signed-in visitors, the local model for anonymous ones), `tool_servers` the
+    MCP servers whose tools the model may call (connected when the server starts)."""
     # A session keeps its conversation as a browser would store it (HISTORY_CONVERSATION_CHARS); what the model
     # is sent of it is trimmed again, to MAX_HISTORY_CHARS, by services.chat.
     sessions = SessionStore(
@@ -107,6 +109,7 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
         budgets=budgets,
         reader=reader,
         held=HeldAttachments(max_bytes=settings.attachment_memory),
+        tools=tool_servers,
     )
     saved = SavedChatsPanel(
         _archive(settings),
@@ -125,8 +128,8 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
         settings,
         title=TITLE,
         head=f"<script>{SAVED_CHATS_JS}</script>",
-        on_startup=[*(b.start for b in backends), *([_started(reader)] if reader else [])],
-        on_shutdown=[b.aclose for b in backends] + ([_closed(reader)] if reader else []),
+        on_startup=[*(b.start for b in backends), *(_in_thread(r.start) for r in (reader, tool_servers) if r)],
+        on_shutdown=[*(b.aclose for b in backends), *(_in_thread(r.close) for r in (reader, tool_servers) if r)],
         # A /call without a session hash is a session for that one call: what it kept goes once it is answered.
         on_session_end=[sessions.drop],
         # Files Gradio caches (uploads, exports) are deleted hourly once an hour old.
@@ -154,18 +157,13 @@ def build_demo(settings: Settings, access: Access) -> SpaceBlocks:
     return demo
 
 
-def _started(reader: AttachmentReader) -> Callable[[], Awaitable[None]]:
-    async def start() -> None:
-        await asyncio.to_thread(reader.start)
+def _in_thread(work: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    """`work` (starting or stopping worker processes, MCP sessions: seconds at most) off the event loop."""
 
-    return start
+    async def run() -> None:
+        await asyncio.to_thread(work)
 
-
-def _closed(reader: AttachmentReader) -> Callable[[], Awaitable[None]]:
-    async def close() -> None:
-        await asyncio.to_thread(reader.close)
-
-    return close
+    return run
 
 
 def _archive(settings: Settings) -> ChatArchive:
@@ -216,7 +214,8 @@ def demo_from_environment() -> SpaceBlocks:
         local=local,
         dev_token=None if settings.on_space else settings.hf_token,
     )
-    return build_demo(settings, access)
+    servers = ToolRegistry.from_settings(settings, scrubber=scrubber) if settings.mcp_servers else None
+    return build_demo(settings, access, tool_servers=servers)
 
 
 def _configure_logging() -> None:

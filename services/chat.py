@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from services.attachments.parts import Attachment
 from services.attachments.pool import Upload
 from services.config import Settings
-from services.conversation import Attached, Turn, to_messages
+from services.conversation import Attached, ToolStep, Turn, to_messages
 from services.errors import (
     BackendAuthError,
     BackendNotConfiguredError,
@@ -46,6 +46,7 @@ __all__ = [
     "ChatOptions",
     "PreparedChat",
     "Reply",
+    "ToolCall",
     "choose_model",
     "finished_turn",
     "prepare_chat",
@@ -81,10 +82,22 @@ class PreparedChat:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call a model made, whole once its round has ended: the id it gave it, the tool's name, the
+    arguments as the JSON text it wrote (checked by the tool registry, never trusted here)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A reply so far: the answer, the thinking before it, and once the answer has started, how long it thought.
 
-    The last (`done`) carries `usage`: what the reply cost, as the server or the model counted it, else estimated.
+    The last (`done`) carries `usage`: what the reply cost, as the server or the model counted it, else estimated;
+    and `calls`, the tools the model asked for (finish_reason "tool_calls"). `steps` are the tool calls of this
+    reply's earlier rounds, as the page shows them.
     """
 
     text: str = ""
@@ -93,6 +106,8 @@ class Reply:
     finish_reason: str | None = None
     done: bool = False
     usage: Usage | None = None
+    calls: tuple[ToolCall, ...] = ()
+    steps: tuple[ToolStep, ...] = ()
 
     @property
     def thinking_now(self) -> bool:
@@ -275,7 +290,8 @@ async def stream_reply(
     finish: str | None = None
     sent_at = -math.inf
     changed = False
-    received = 0  # characters of answer and thinking, as the backend sent them
+    received = 0  # characters of answer, thinking and tool calls, as the backend sent them
+    calls: dict[int, list[str]] = {}  # a tool call's [id, name, arguments] by its index, as its pieces arrive
     reported: Usage | None = None
     cost: Usage | None = None
     charged = True
@@ -305,6 +321,11 @@ async def stream_reply(
                         if deadline is not None:
                             deadline.leave()
                     received += len(delta.text) + len(delta.thinking)
+                    for piece in delta.tool_calls:
+                        call = calls.setdefault(piece.index, ["", "", ""])
+                        call[0], call[1] = call[0] or piece.id, call[1] or piece.name
+                        call[2] += piece.arguments
+                        received += len(piece.arguments)
                     reported = delta.usage or reported
                     finish = delta.finish_reason or finish
                     if _past_max_tokens(received, reported, max_tokens=max_tokens, finished=finish is not None):
@@ -344,7 +365,12 @@ async def stream_reply(
         if thinking and seconds is None and thinking_since is not None:
             seconds = round(time.monotonic() - thinking_since, 1)
         cost = _cost(backend, request, reported, received)
-        yield Reply(text, thinking, seconds, finish, done=True, usage=cost)
+        made = tuple(
+            ToolCall(call_id or f"call_{index}", name, arguments)
+            for index, (call_id, name, arguments) in sorted(calls.items())
+            if name
+        )
+        yield Reply(text, thinking, seconds, finish, done=True, usage=cost, calls=made)
     finally:
         if deadline is not None:
             deadline.close()
@@ -367,7 +393,8 @@ def _cost(backend: ChatBackend, request: ChatRequest, reported: Usage | None, re
 
 
 def finished_turn(reply: Reply, *, params: GenerationParams, notice: str = "") -> Turn:
-    """The assistant's turn as kept: the reply, and the app's own notice of how it ended when that matters."""
+    """The assistant's turn as kept: the reply, its tool steps, and the app's own notice of how it ended when that
+    matters."""
     if not notice and reply.finish_reason == "length":
         if not reply.text.strip() and reply.thinking:
             notice = (
@@ -379,5 +406,10 @@ def finished_turn(reply: Reply, *, params: GenerationParams, notice: str = "") -
     elif not notice and reply.done and not reply.text.strip():
         notice = "The model sent an empty reply."
     return Turn(
-        "assistant", reply.text, thinking=reply.thinking, thinking_seconds=reply.thinking_seconds, notice=notice
+        "assistant",
+        reply.text,
+        thinking=reply.thinking,
+        thinking_seconds=reply.thinking_seconds,
+        notice=notice,
+        steps=reply.steps,
     )

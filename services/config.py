@@ -135,6 +135,9 @@ class Settings:
     mcp_servers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     mcp_headers: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = field(default=(), repr=False)
     tool_timeout: float = 30.0  # seconds per tool call
+    max_tool_steps: int = 8  # model rounds one reply may take while it calls tools
+    # Models of the owner's server that call tools, besides those its /models listing says so of; ("*",): all.
+    tool_models: tuple[str, ...] = (DEFAULT_OPENAI_MODEL,)
     max_tool_result_chars: int = 20_000
     mcp_refresh: float = 300.0  # seconds between two readings of a server's tools
 
@@ -687,6 +690,28 @@ VARIABLES: tuple[Variable, ...] = (
         ),
         "tools",
         secret=True,
+    ),
+    Variable(
+        "MAX_TOOL_STEPS",
+        "max_tool_steps",
+        _integer(1, 100),
+        (
+            "Model rounds one reply may take while it calls tools (each round: the model asks, the tools answer); "
+            "past it the reply ends with a notice."
+        ),
+        "tools",
+    ),
+    Variable(
+        "TOOL_MODELS",
+        "tool_models",
+        _names,
+        (
+            "Models of the owner's server that call tools, comma-separated (`*`: all), besides those its "
+            "`/models` listing marks so (a provider's `supports_tools`, as Hugging Face's router does); other "
+            "models are offered no tools."
+        ),
+        "tools",
+        default="`gpt-4o-mini`",
     ),
     Variable(
         "TOOL_TIMEOUT",

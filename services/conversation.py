@@ -24,6 +24,8 @@ from services.trimming import keep_newest
 __all__ = [
     "Attached",
     "Limits",
+    "StepStatus",
+    "ToolStep",
     "Turn",
     "bound_turns",
     "parse_turns",
@@ -60,6 +62,28 @@ class Attached:
         return len(self.name) + len(self.thumbnail)
 
 
+StepStatus = Literal["pending", "done", "failed"]
+# What a saved step keeps of a tool call's arguments and result (the model got the whole result, up to
+# MAX_TOOL_RESULT_CHARS): enough to read what happened, bounded in a browser's storage.
+MAX_STEP_CHARS = 4_000
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStep:
+    """A tool the model called while it wrote a reply, as the page shows it: the tool, its arguments (JSON text),
+    its result (text the app made safe: capped, masked), how long it took; pending while it runs."""
+
+    tool: str
+    arguments: str
+    status: StepStatus = "pending"
+    result: str = ""
+    seconds: float | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.tool) + len(self.arguments) + len(self.result)
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One message of a conversation as the app keeps it.
@@ -74,12 +98,14 @@ class Turn:
     thinking_seconds: float | None = None
     notice: str = ""
     attachments: tuple[Attached, ...] = ()
+    steps: tuple[ToolStep, ...] = ()
 
     @property
     def size(self) -> int:
         """Characters the turn takes where it is kept (a session, a browser's storage); the attachments' content,
         held apart, is counted where it is sent."""
-        return len(self.text) + len(self.thinking) + len(self.notice) + sum(a.size for a in self.attachments)
+        kept = sum(a.size for a in self.attachments) + sum(s.size for s in self.steps)
+        return len(self.text) + len(self.thinking) + len(self.notice) + kept
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,8 @@ class Limits:
 
 # The fields a turn may carry, as the JSON of `turns_to_json`; `content` is accepted for `text`, as the OpenAI and
 # Gradio formats name it.
-_FIELDS = {"role", "text", "content", "thinking", "thinking_seconds", "notice", "attachments"}
+_FIELDS = {"role", "text", "content", "thinking", "thinking_seconds", "notice", "attachments", "steps"}
+_STEP_FIELDS = {"tool", "arguments", "status", "result", "seconds"}
 _ATTACHED_FIELDS = {"name", "kind", "thumbnail"}
 
 
@@ -125,13 +152,14 @@ def _parse_turn(item: object, number: int) -> Turn:
         raise ConversationError("history", f"message {number} has both 'text' and 'content'.")
     text = _field_text(item, "text" if "text" in item else "content", number)
     if role == "user":
-        if any(name in item for name in ("thinking", "thinking_seconds", "notice")):
+        if any(name in item for name in ("thinking", "thinking_seconds", "notice", "steps")):
             raise ConversationError(
                 "history", f"message {number}: a user message carries only its text and attachments."
             )
         return Turn("user", text, attachments=_parse_attached(item.get("attachments", []), number))
     if "attachments" in item:
         raise ConversationError("history", f"message {number}: only a user message carries attachments.")
+    steps = _parse_steps(item.get("steps", []), number)
     seconds = item.get("thinking_seconds")
     if seconds is not None and not _is_seconds(seconds):
         raise ConversationError("history", f"message {number}: 'thinking_seconds' must be a number of seconds.")
@@ -141,6 +169,7 @@ def _parse_turn(item: object, number: int) -> Turn:
         thinking=_field_text(item, "thinking", number),
         thinking_seconds=None if seconds is None else float(seconds),
         notice=_field_text(item, "notice", number),
+        steps=steps,
     )
 
 
@@ -162,6 +191,26 @@ def _parse_attached(value: object, number: int) -> tuple[Attached, ...]:
             raise ConversationError("history", f"message {number}: an attachment's thumbnail is not one of ours.")
         found.append(Attached(display_name(name), kind, thumbnail))
     return tuple(found)
+
+
+def _parse_steps(value: object, number: int) -> tuple[ToolStep, ...]:
+    """An answer's tool steps as a client sends them back: a tool's name, its arguments and result as text within
+    MAX_STEP_CHARS, a status, a duration."""
+    if not isinstance(value, list) or len(value) > MAX_ATTACHED * 8:
+        raise ConversationError("history", f"message {number}: 'steps' must be a short list.")
+    steps = []
+    for item in value:
+        if not isinstance(item, Mapping) or set(item) - _STEP_FIELDS or "tool" not in item:
+            raise ConversationError("history", f"message {number}: a step has a tool, arguments, a status, a result.")
+        texts = [item.get(name, "") for name in ("tool", "arguments", "result")]
+        if not all(isinstance(text, str) and len(text) <= MAX_STEP_CHARS for text in texts):
+            raise ConversationError("history", f"message {number}: a step's texts are not ones the app keeps.")
+        status, seconds = item.get("status", "done"), item.get("seconds")
+        if status not in ("done", "failed") or (seconds is not None and not _is_seconds(seconds)):
+            raise ConversationError("history", f"message {number}: a step's status or duration is not one of ours.")
+        tool, arguments, result = (clean(text) for text in texts)
+        steps.append(ToolStep(tool, arguments, status, result, None if seconds is None else float(seconds)))
+    return tuple(steps)
 
 
 def parse_turns(value: object, *, limits: Limits) -> tuple[Turn, ...]:
@@ -204,6 +253,17 @@ def turns_to_json(turns: Iterable[Turn]) -> list[dict[str, Any]]:
             item["thinking_seconds"] = turn.thinking_seconds
         if turn.notice:
             item["notice"] = turn.notice
+        if turn.steps:
+            item["steps"] = [
+                {
+                    "tool": step.tool,
+                    "arguments": step.arguments[:MAX_STEP_CHARS],
+                    "status": "failed" if step.status == "failed" else "done",
+                    "result": step.result[:MAX_STEP_CHARS],
+                    **({"seconds": step.seconds} if step.seconds is not None else {}),
+                }
+                for step in turn.steps
+            ]
         if turn.attachments:
             item["attachments"] = [
                 {"name": a.name, "kind": a.kind, **({"thumbnail": a.thumbnail} if a.thumbnail else {})}

@@ -272,6 +272,7 @@ class ChatPanel:
             per_minute=self.settings.rate_limit_session,
             on_space=self.settings.on_space,
             budget=budgets.remaining(address) if owner_pays and address is not None else None,
+            tools=self.assistant.tools.status() if self.assistant.tools is not None else (),
         )
 
     async def respond(

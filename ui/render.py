@@ -7,11 +7,12 @@ text), whoever wrote it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from services.chat import Reply
-from services.conversation import Attached, Turn
+from services.conversation import Attached, ToolStep, Turn
 from services.markdown import safe_markdown
 from ui.gradio_internals.chatbot import ChatMessage, image_block, text_message
 from ui.gradio_internals.files import thumbnail_file
@@ -23,8 +24,33 @@ def _message(role: str, text: str, metadata: dict[str, Any] | None = None) -> Ch
     return text_message(role, safe_markdown(text), metadata)
 
 
+def _fenced(text: str) -> str:
+    """`text` as a code block whatever it holds: its fence is longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
+
+
+def _step(step: ToolStep) -> ChatMessage:
+    """A tool call, collapsed apart from the answer: the tool, its arguments, its result (text as it came)."""
+    metadata: dict[str, Any] = {"title": f"🔧 {step.tool}", "status": "pending" if step.status == "pending" else "done"}
+    if step.seconds is not None:
+        metadata["duration"] = step.seconds
+    body = f"Arguments:\n\n{_fenced(step.arguments or '{}')}"
+    if step.status != "pending":
+        label = "Failed" if step.status == "failed" else "Result"
+        body += f"\n\n{label}:\n\n{_fenced(step.result)}"
+    return _message("assistant", body, metadata)
+
+
 def _assistant(
-    text: str, thinking: str, seconds: float | None, notice: str, *, thinking_now: bool
+    text: str,
+    thinking: str,
+    seconds: float | None,
+    notice: str,
+    *,
+    thinking_now: bool,
+    steps: tuple[ToolStep, ...] = (),
 ) -> list[ChatMessage]:
     out: list[ChatMessage] = []
     if thinking:
@@ -32,9 +58,10 @@ def _assistant(
         if seconds is not None:
             metadata["duration"] = seconds
         out.append(_message("assistant", thinking, metadata))
+    out += [_step(step) for step in steps]
     if notice:
         text = (text + "\n\n" if text else "") + "> ⚠️ " + " ".join(notice.split())
-    if text or not thinking:
+    if text or not (thinking or steps):
         out.append(_message("assistant", text))
     return out
 
@@ -69,10 +96,14 @@ def render_turns(turns: Iterable[Turn], *, kept: Callable[[Attached], bool] | No
         if turn.role == "user":
             out.append(_user(turn, kept))
         else:
-            out += _assistant(turn.text, turn.thinking, turn.thinking_seconds, turn.notice, thinking_now=False)
+            out += _assistant(
+                turn.text, turn.thinking, turn.thinking_seconds, turn.notice, thinking_now=False, steps=turn.steps
+            )
     return out
 
 
 def live_reply(reply: Reply) -> list[ChatMessage]:
     """Chatbot messages for a reply still streaming: its thinking open while the model thinks."""
-    return _assistant(reply.text, reply.thinking, reply.thinking_seconds, "", thinking_now=reply.thinking_now)
+    return _assistant(
+        reply.text, reply.thinking, reply.thinking_seconds, "", thinking_now=reply.thinking_now, steps=reply.steps
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gradio as gr
 
 from services.access import Route
 from services.budget import Remaining
 from services.llm.base import BackendStatus
+from services.mcp_tools import ServerStatus
 
 __all__ = ["login_button", "status_line"]
 
@@ -30,6 +33,7 @@ def status_line(
     per_minute: int | None,
     on_space: bool,
     budget: Remaining | None = None,
+    tools: Sequence[ServerStatus] = (),
 ) -> str:
     """One Markdown line: who answers, on whose account, what is left of today's free budget once it runs low,
     and what signing in would change.
@@ -61,4 +65,14 @@ def status_line(
             f" **About {budget.tokens:,} tokens of today's free budget are left** (it resets at midnight UTC, in "
             f"about {hours} h)."
         )
-    return f"{signed_in}Answered by {answers}, {pays}.{left}{invite}"
+    return f"{signed_in}Answered by {answers}, {pays}.{left}{_tools(tools)}{invite}"
+
+
+def _tools(servers: Sequence[ServerStatus]) -> str:
+    """The MCP servers' tools the model may call, and each server that is down, with why."""
+    if not servers or all(s.reason == "not started" for s in servers):
+        return ""
+    ready = [f"{s.name} ({s.tools})" for s in servers if s.ok]
+    down = [f"{s.name} ({s.reason or 'unavailable'})" for s in servers if not s.ok]
+    said = " Tools: " + (", ".join(ready) if ready else "none yet")
+    return said + (f"; unavailable: {', '.join(down)}." if down else ".")

@@ -71,6 +71,9 @@ class UnavailableBackend:
         raise BackendNotConfiguredError(self.reason)
         yield Delta()  # pragma: no cover - makes this an async generator like the real backends
 
+    def calls_tools(self, model: str | None) -> bool:
+        return False
+
     def sees_images(self, model: str | None) -> bool:
         return False
 

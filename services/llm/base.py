@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
+
+from typing_extensions import NotRequired
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -19,6 +21,8 @@ __all__ = [
     "GenerationParams",
     "Message",
     "Role",
+    "ToolCallMessage",
+    "ToolCallPiece",
     "Usage",
     "content_chars",
     "content_images",
@@ -28,7 +32,7 @@ __all__ = [
     "join_contents",
 ]
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 # "none" is the stand-in that answers every chat with what to configure.
 BackendName = Literal["openai", "local", "none"]
 
@@ -52,11 +56,27 @@ ContentPart = TextPart | ImageUrlPart
 Content = str | list[ContentPart]
 
 
+class FunctionCall(TypedDict):
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+class ToolCallMessage(TypedDict):
+    """A tool call as an assistant message carries it back to the server, in the OpenAI format."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class Message(TypedDict):
-    """One chat message in the OpenAI format."""
+    """One chat message in the OpenAI format: an assistant's may carry the tool calls it made, and a tool's
+    answers one of them (`tool_call_id`)."""
 
     role: Role
     content: Content
+    tool_calls: NotRequired[list[ToolCallMessage]]
+    tool_call_id: NotRequired[str]
 
 
 def content_text(content: Content) -> str:
@@ -111,6 +131,19 @@ class ChatRequest:
     params: GenerationParams
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    # The tools the model may call, in the OpenAI format (`{"type": "function", "function": {...}}`); none: ().
+    tools: Sequence[dict[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPiece:
+    """A piece of a tool call as it streams: the call's `index` in its round, and whatever of its `id`, `name`
+    and `arguments` (JSON text, in pieces) this chunk carries."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +197,9 @@ class Delta:
 
     text: str = ""
     thinking: str = ""
-    finish_reason: str | None = None  # "stop", "length", ... as the server says; None until the end
+    finish_reason: str | None = None  # "stop", "length", "tool_calls", ... as the server says; None until the end
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallPiece, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,6 +241,10 @@ class ChatBackend(Protocol):
 
     def sees_images(self, model: str | None) -> bool:
         """Whether `model` (None: the default) takes images; an image for one that does not is refused."""
+        ...
+
+    def calls_tools(self, model: str | None) -> bool:
+        """Whether `model` (None: the default) can call tools; tools are offered only to one that can."""
         ...
 
     async def start(self) -> None:

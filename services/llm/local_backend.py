@@ -441,6 +441,10 @@ class LocalBackend:
     def status(self) -> BackendStatus:
         return BackendStatus("local", self.loaded.name, self.loaded.device)
 
+    def calls_tools(self, model: str | None) -> bool:
+        """Offered no tools: the small in-process model calls none reliably."""
+        return False
+
     def sees_images(self, model: str | None) -> bool:
         """The in-process model reads text only."""
         return False

@@ -29,7 +29,15 @@ from services.errors import (
     StreamInterruptedError,
 )
 from services.llm.alarm import Alarm
-from services.llm.base import BackendName, BackendStatus, ChatRequest, Delta, Usage, estimate_prompt_tokens
+from services.llm.base import (
+    BackendName,
+    BackendStatus,
+    ChatRequest,
+    Delta,
+    ToolCallPiece,
+    Usage,
+    estimate_prompt_tokens,
+)
 from services.redact import Scrubber, shorten
 
 __all__ = ["OpenAIBackend", "OpenAIEndpoint", "endpoint_from_settings", "is_hf_host", "router_endpoint"]
@@ -69,6 +77,8 @@ _MAX_COUNT = 2**31
 # A model server's listing of its models: Hugging Face's router lists a few hundred, in well under a megabyte.
 _MAX_LISTING_BYTES = 8 << 20
 _MAX_LISTED = 5000
+# Tool calls one chunk may carry (a round has a few): a chunk with more is not one a model sends.
+_MAX_CALLS_A_CHUNK = 64
 
 
 class _StreamErrorEvent(Exception):
@@ -171,9 +181,31 @@ def _read_usage(value: object) -> Usage | None:
     return Usage(prompt, completion)
 
 
-def _read_chunk(data: str) -> tuple[str, str, str | None, Usage | None]:
-    """(answer text, thinking text, finish_reason, usage) of one `data:` line; raises on any shape the protocol
-    lacks.
+def _read_tool_calls(value: object) -> tuple[ToolCallPiece, ...]:
+    """The pieces of tool calls a delta carries (`delta.tool_calls`), each checked for its shape and bounded."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > _MAX_CALLS_A_CHUNK:
+        raise _UnreadableChunk("tool_calls is not a short list")
+    pieces = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise _UnreadableChunk("a tool call is not an object")
+        index, call_id, function = item.get("index", 0), item.get("id") or "", item.get("function") or {}
+        if type(index) is not int or not 0 <= index < _MAX_CALLS_A_CHUNK or not isinstance(call_id, str):
+            raise _UnreadableChunk("a tool call's index or id is not one")
+        if not isinstance(function, dict):
+            raise _UnreadableChunk("a tool call's function is not an object")
+        name, arguments = function.get("name") or "", function.get("arguments") or ""
+        if not isinstance(name, str) or not isinstance(arguments, str):
+            raise _UnreadableChunk("a tool call's name or arguments is not text")
+        pieces.append(ToolCallPiece(index, call_id[:200], name[:200], arguments))
+    return tuple(pieces)
+
+
+def _read_chunk(data: str) -> tuple[str, str, str | None, Usage | None, tuple[ToolCallPiece, ...]]:
+    """(answer text, thinking text, finish_reason, usage, tool call pieces) of one `data:` line; raises on any
+    shape the protocol lacks.
 
     Guards as the openai SDK's own stream reader has them (`_streaming.py`): an `error` object is the server
     failing, never reply text; and every value is checked for its type before it is used.
@@ -189,6 +221,7 @@ def _read_chunk(data: str) -> tuple[str, str, str | None, Usage | None]:
         raise _UnreadableChunk("choices is not a list")
     text = thinking = ""
     finish: str | None = None
+    calls: tuple[ToolCallPiece, ...] = ()
     for choice in choices:
         if not isinstance(choice, dict):
             raise _UnreadableChunk("a choice is not an object")
@@ -204,12 +237,13 @@ def _read_chunk(data: str) -> tuple[str, str, str | None, Usage | None]:
         if content is not None and not isinstance(content, str):
             raise _UnreadableChunk("content is not text")
         text += content or ""
+        calls += _read_tool_calls(delta.get("tool_calls"))
         for name in _THINKING_FIELDS:
             value = delta.get(name)
             if isinstance(value, str) and value:
                 thinking += value
                 break
-    return text, thinking, finish, usage
+    return text, thinking, finish, usage, calls
 
 
 class OpenAIBackend:
@@ -232,6 +266,7 @@ class OpenAIBackend:
         stream_interval: float = 0.04,
         concurrency_limit: int | None = None,
         vision_models: tuple[str, ...] = (),
+        tool_models: tuple[str, ...] = (),
     ) -> None:
         self._endpoint = endpoint
         self._timeout = timeout
@@ -241,6 +276,9 @@ class OpenAIBackend:
         # Models that take images: those named (VISION_MODELS; "*" for all), and those the server's listing marks.
         self._vision = frozenset(vision_models)
         self._listed_vision: frozenset[str] = frozenset()
+        # Models that call tools: those named (TOOL_MODELS), and those the listing says a provider serves with tools.
+        self._tooling = frozenset(tool_models)
+        self._listed_tooling: frozenset[str] = frozenset()
         self._listing: list[str] | None = None
         # Whether to ask for usage (`stream_options`): until the server refuses the field.
         self._asks_usage = True
@@ -272,6 +310,7 @@ class OpenAIBackend:
             stream_interval=settings.stream_interval_for("openai"),
             concurrency_limit=settings.chat_concurrency,
             vision_models=settings.vision_models if owner else (),
+            tool_models=settings.tool_models if owner else (),
         )
 
     @property
@@ -302,13 +341,18 @@ class OpenAIBackend:
 
     def sees_images(self, model: str | None) -> bool:
         """Whether `model` (None: the default) takes images, as VISION_MODELS or the server's listing says."""
+        return self._named(model, self._vision | self._listed_vision, every="*" in self._vision)
+
+    def calls_tools(self, model: str | None) -> bool:
+        """Whether `model` (None: the default) calls tools, as TOOL_MODELS or the server's listing says."""
+        return self._named(model, self._tooling | self._listed_tooling, every="*" in self._tooling)
+
+    def _named(self, model: str | None, names: frozenset[str], *, every: bool) -> bool:
         name = model or self._model
-        if "*" in self._vision:
+        if every:
             return True
-        if name is None:
-            return False
         # A router id may name a provider or a policy after a colon: the model is the same.
-        return bool({name, name.split(":", 1)[0]} & (self._vision | self._listed_vision))
+        return name is not None and bool({name, name.split(":", 1)[0]} & names)
 
     async def start(self) -> None:
         """Read the server's listing once, before the first chat: the default model when none is configured, and
@@ -350,6 +394,7 @@ class OpenAIBackend:
                 entries = [m for m in (data if isinstance(data, list) else [])[:_MAX_LISTED] if isinstance(m, dict)]
                 ids = [m["id"][:200] for m in entries if isinstance(m.get("id"), str) and m["id"]]
                 self._listed_vision = frozenset(m["id"][:200] for m in entries if _takes_images(m))
+                self._listed_tooling = frozenset(m["id"][:200] for m in entries if _calls_tools(m))
                 self._listing = ids
         return self._listing
 
@@ -384,6 +429,8 @@ class OpenAIBackend:
             "max_tokens": request.params.max_tokens,
             "stream": True,
         }
+        if request.tools:
+            body["tools"] = list(request.tools)
         options: Any = {"headers": {"Authorization": f"Bearer {request.api_key}"}} if request.api_key else {}
         while True:
             asked_usage = self._asks_usage
@@ -433,15 +480,15 @@ class OpenAIBackend:
                     break
                 if event == "error":
                     raise _StreamErrorEvent(_error_text(_loads_or_text(data)))
-                text, thinking, finish, usage = _read_chunk(data)
-                if not (text or thinking or finish or usage):
+                text, thinking, finish, usage, calls = _read_chunk(data)
+                if not (text or thinking or finish or usage or calls):
                     continue  # an empty chunk is no piece
                 text, thinking = answer.feed(text), thought.feed(thinking)
                 finished = finished or finish is not None
-                if text or thinking or finish or usage:
+                if text or thinking or finish or usage or calls:
                     pieces += 1
                     idle.leave()
-                    yield Delta(text, thinking, finish, usage)
+                    yield Delta(text, thinking, finish, usage, calls)
                     idle.enter()
                 # From this piece, or from when our consumer gave the stream back: its time is not the server's.
                 idle.restart(loop.time() + self._timeout)
@@ -562,6 +609,17 @@ def _takes_images(entry: dict[str, Any]) -> bool:
     architecture = entry.get("architecture")
     modalities = architecture.get("input_modalities") if isinstance(architecture, dict) else None
     return isinstance(entry.get("id"), str) and isinstance(modalities, list) and "image" in modalities
+
+
+def _calls_tools(entry: dict[str, Any]) -> bool:
+    """Whether a `/models` entry marks its model as calling tools (a provider's `supports_tools`, as Hugging Face's
+    router lists them)."""
+    providers = entry.get("providers")
+    return (
+        isinstance(entry.get("id"), str)
+        and isinstance(providers, list)
+        and any(isinstance(p, dict) and p.get("supports_tools") is True for p in providers[:100])
+    )
 
 
 def _status_detail(error: openai.APIStatusError) -> str:

@@ -88,6 +88,10 @@ class Behaviour:
     strict: bool = False
     ignore_max_tokens: bool = False
     endless: bool = False
+    # Tool calls, as (name, arguments JSON) pairs, that the model makes in one round when it is offered tools,
+    # until the conversation holds a tool's answer (then it says what the tools said); `call_forever`: always.
+    tool_calls: tuple[tuple[str, str], ...] = ()
+    call_forever: bool = False
 
 
 # What a strict server knows of a chat completion request: anything else is refused.
@@ -117,8 +121,35 @@ def reply_for(body: dict[str, Any], behaviour: Behaviour) -> list[str]:
         return [f"t{i} " for i in range(behaviour.tokens)]
     if behaviour.reply is not None:
         return split_tokens(behaviour.reply)
-    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    messages = body.get("messages", [])
+    if messages and messages[-1].get("role") == "tool":
+        answers = [text_of(m["content"]) for m in messages if m.get("role") == "tool"]
+        return split_tokens(f"Tool said: {' | '.join(answers)}")
+    users = [m for m in messages if m.get("role") == "user"]
     return split_tokens(f"You said: {text_of(users[-1]['content']) if users else ''}")
+
+
+def calls_now(body: dict[str, Any], behaviour: Behaviour) -> bool:
+    """Whether this request is answered with tool calls: it offers tools, and no tool has answered yet."""
+    messages = body.get("messages", [])
+    answered = bool(messages) and messages[-1].get("role") == "tool"
+    return bool(body.get("tools")) and bool(behaviour.tool_calls) and (behaviour.call_forever or not answered)
+
+
+def _call_events(body: dict[str, Any], behaviour: Behaviour, *, usage: bool) -> Iterator[bytes]:
+    """A round of tool calls as servers stream them: each call's id and name, then its arguments in pieces."""
+    round_number = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
+    yield _event({"role": "assistant"})
+    for index, (name, arguments) in enumerate(behaviour.tool_calls):
+        call_id = f"call_{round_number}_{index}"
+        first = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        yield _event({"tool_calls": [first]})
+        for start in range(0, len(arguments), 5):
+            yield _event({"tool_calls": [{"index": index, "function": {"arguments": arguments[start : start + 5]}}]})
+    yield _event({}, finish="tool_calls")
+    if usage:
+        yield _event(None, usage=_usage(body, 10))
+    yield b"data: [DONE]\n\n"
 
 
 def text_of(content: Any) -> str:
@@ -217,6 +248,10 @@ def build_app(
         options = body.get("stream_options")
         wants_usage = behaviour.usage and isinstance(options, dict) and options.get("include_usage") is True
         every_chunk = behaviour.usage_every_chunk
+        if calls_now(body, behaviour):
+            return StreamingResponse(
+                iter(list(_call_events(body, behaviour, usage=wants_usage))), media_type="text/event-stream"
+            )
 
         def written(pieces: Iterator[tuple[str, str]]) -> Iterator[tuple[int, str, str]]:
             count = 0

@@ -27,6 +27,7 @@ class ScriptedBackend:
     stream_interval: float = 0.0
     concurrency_limit: int | None = None
     vision: bool = False
+    tooling: bool = False
     started: int = 0
 
     def status(self) -> BackendStatus:
@@ -52,6 +53,9 @@ class ScriptedBackend:
         finally:
             if not finished:
                 self.closed += 1
+
+    def calls_tools(self, model: str | None) -> bool:
+        return self.tooling
 
     def sees_images(self, model: str | None) -> bool:
         return self.vision
