@@ -64,6 +64,7 @@ from services.signin import decide_sign_in
 from ui import gradio_internals
 from ui.chat import ChatPanel
 from ui.chat_api import ChatApi
+from ui.gradio_internals.page import PAGE_FIXES_JS
 from ui.launch import SpaceBlocks
 from ui.saved_chats import SAVED_CHATS_JS, SavedChatsPanel
 from ui.tools import Tools
@@ -127,7 +128,7 @@ def build_demo(settings: Settings, access: Access, *, tool_servers: ToolRegistry
     demo = SpaceBlocks(
         settings,
         title=TITLE,
-        head=f"<script>{SAVED_CHATS_JS}</script>",
+        head=f"<script>{SAVED_CHATS_JS}</script><script>{PAGE_FIXES_JS}</script>",
         on_startup=[*(b.start for b in backends), *(_in_thread(r.start) for r in (reader, tool_servers) if r)],
         on_shutdown=[*(b.aclose for b in backends), *(_in_thread(r.close) for r in (reader, tool_servers) if r)],
         # A /call without a session hash is a session for that one call: what it kept goes once it is answered.

@@ -161,7 +161,9 @@ class TestHostileFiles:
             started = time.perf_counter()
             with pytest.raises(AttachmentError, match=says):
                 asyncio.run(reader.read([path]))
-            assert time.perf_counter() - started < 1.5, path
+            assert time.perf_counter() - started < 5.0, (
+                path
+            )  # the bound is ATTACHMENT_TIMEOUT; niced workers on a loaded runner
 
 
 class TestWorkers:

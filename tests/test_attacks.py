@@ -196,7 +196,7 @@ class TestRow4OversizedConversations:
         types = {c["id"]: c["type"] for c in config["components"]}
         fn_index = page_event(target.url, "message", "submit")
         inputs = next(d["inputs"] for d in config["dependencies"] if d["id"] == fn_index)
-        assert sorted(types[i] for i in inputs) == ["dropdown", "slider", "slider", "textbox", "textbox"]
+        assert sorted(types[i] for i in inputs) == ["dropdown", "multimodaltextbox", "slider", "slider", "textbox"]
 
 
 class TestRow5DeepLinks:
@@ -207,8 +207,9 @@ class TestRow5DeepLinks:
 
 class TestRow7Uploads:
     def test_a_large_upload_is_refused(self, target):
-        """Past MAX_UPLOAD_BYTES (1 MiB by default), /gradio_api/upload answers 413."""
-        files = {"files": ("big.json", b"x" * 3_000_000, "application/json")}
+        """Past the largest file the Space takes (MAX_ATTACHMENT_BYTES, 10 MiB by default, above MAX_UPLOAD_BYTES),
+        /gradio_api/upload answers 413."""
+        files = {"files": ("big.json", b"x" * 11_000_000, "application/json")}
         assert httpx.post(target.url + "gradio_api/upload", files=files, timeout=30).status_code == 413
 
     def test_a_small_upload_is_still_accepted(self, target):
@@ -235,7 +236,7 @@ class TestRow13LoneSurrogates:
         """The page's reply event with a lone surrogate in the message answers, with U+FFFD in its place."""
         fn_index = page_event(target.url, "message", "submit")
         values = {
-            "Message": "MESSAGE",
+            "Message": {"text": "MESSAGE", "files": []},
             "System prompt": "s",
             "Temperature": 0.5,
             "Max tokens": 10,

@@ -108,7 +108,9 @@ class TestGradioLoad:
             client = Client(url, verbose=False)
             assert client.predict("Ada", api_name="/greet") == "Hello, Ada!"
             assert client.predict("stressed", api_name="/reverse") == "desserts"
-            assert client.predict("loaded", api_name="/chat") == "You said: loaded"
+            # A loaded copy rebuilds each input from the Space's config, where `files` has no default (Gradio keeps
+            # a component's default only when it is a value): the copy's callers give every input.
+            assert client.predict("loaded", "", 0.7, 512, "", None, api_name="/chat") == "You said: loaded"
         finally:
             loaded.close()
 

@@ -88,6 +88,7 @@ def test_every_launch_path_applies_the_settings(path: str, tmp_path: Path, serve
     """With APP_AUTH set, each launch path serves nothing without the login, caps uploads and request bodies,
     answers 404 for deep links and sends the Content-Security-Policy."""
     env = {"OPENAI_BASE_URL": server.base_url, "LLM_MODEL": "m", "APP_AUTH": AUTH, "MAX_UPLOAD_BYTES": "2048"}
+    env["MAX_ATTACHMENT_BYTES"] = "2048"  # the largest file the upload route takes is the larger of the two
     with launched(path, tmp_path, **env) as url:
         assert _status(url + "config") == 401
         assert _status(url + "gradio_api/info") == 401

@@ -173,10 +173,13 @@ class TestToolList:
             assert schema["required"] == [parameter], name
 
     def test_ask_parameters(self, app: RunningApp, transport: str) -> None:
-        """ask takes message (required) and history as strings, then the chat's parameters, typed."""
+        """ask takes message (required) and history as strings, then the chat's parameters, typed, and files as a
+        list of strings (data: URLs), its schema whole (no reference to a definition it lacks)."""
         ask = next(tool for tool in list_tools(app, transport) if tool.name == "ask")
         properties = ask.inputSchema["properties"]
-        assert list(properties) == ["message", "history", "system_prompt", "temperature", "max_tokens", "model"]
+        assert list(properties) == [
+            "message", "history", "system_prompt", "temperature", "max_tokens", "model", "files"
+        ]  # fmt: skip
         assert {name: schema["type"] for name, schema in properties.items()} == {
             "message": "string",
             "history": "string",
@@ -184,7 +187,10 @@ class TestToolList:
             "temperature": "number",
             "max_tokens": "integer",
             "model": "string",
+            "files": "array",
         }
+        assert properties["files"]["items"]["type"] == "string"
+        assert "$ref" not in json.dumps(ask.inputSchema)
         assert ask.inputSchema["required"] == ["message"]
 
     def test_ask_history_description_is_whole(self, app: RunningApp, transport: str) -> None:

@@ -102,7 +102,9 @@ class TestRespond:
     def test_a_blank_box_sends_nothing(self):
         """Enter on a blank box: no update, no request, no error."""
         backend = ScriptedBackend()
-        assert run(respond(panel(backend), "   ")) == []
+        [update] = run(respond(panel(backend), "   "))
+        assert update[0] == {"text": "", "files": []}
+        assert all(isinstance(value, type(gr.skip())) for value in update[1:])
         assert backend.requests == []
 
     def test_thinking_is_a_block_open_while_thinking_then_closed(self):

@@ -64,7 +64,7 @@ def _box_busy() -> Any:
 
 
 def _box_ready() -> Any:
-    return gr.MultimodalTextbox(interactive=True, submit_btn="Send", stop_btn=False, placeholder=PLACEHOLDER)
+    return gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False, placeholder=PLACEHOLDER)
 
 
 class _Updates:
@@ -163,11 +163,12 @@ class ChatPanel:
             sanitize_html=True,
             allow_tags=False,
         )
-        # Text labels, not icons: Gradio 6.31's icon buttons carry no accessible name. Files are dropped, pasted
-        # or picked into the box; the server reads them (services.attachments) and checks their length and count.
+        # The send button is Gradio's icon, named "Submit" for assistive technology (a text label would differ from
+        # that name); Stop is text, named the same. Files are dropped, pasted or picked into the box; the server
+        # reads them (services.attachments) and checks their length and count.
         attach = settings.max_attachments > 0
         self.box = gr.MultimodalTextbox(
-            placeholder=PLACEHOLDER, label="Message", show_label=False, submit_btn="Send", stop_btn=False,
+            placeholder=PLACEHOLDER, label="Message", show_label=False, submit_btn=True, stop_btn=False,
             elem_id="message", file_types=FILE_TYPES if attach else None, file_count="multiple",
             sources=["upload"] if attach else [],
         )  # fmt: skip
@@ -283,11 +284,13 @@ class ChatPanel:
         oauth_token: gr.OAuthToken | None,
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Send: the message typed in the box. A blank box sends nothing, and says nothing: Enter was pressed on
-        nothing, which is not a mistake to report."""
+        nothing, which is not a mistake to report. (The box is given its empty value back: an event that updates
+        nothing would leave the page's MultimodalTextbox with none, and its next message would be lost.)"""
         typed = values.get(self.box)
         message = typed.get("text") if isinstance(typed, dict) else None
         files = typed.get("files") if isinstance(typed, dict) else None
         if not isinstance(message, str) or (not message.strip() and not files):
+            yield _EMPTY_BOX, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         session = self._session(request)
         options = dataclasses.replace(self._options(values), files=uploads(files))
