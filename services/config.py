@@ -769,7 +769,7 @@ VARIABLES: tuple[Variable, ...] = (
         (
             "Tokens (prompt and reply) a UTC day that everyone who has not signed in may spend on the owner's "
             "account together, through the page, the API and MCP; past it they are asked to sign in (`none`: no "
-            "limit). See *The owner's bill*."
+            "limit). See [The owner's bill](#the-owners-bill)."
         ),
         "limits",
     ),
