@@ -102,6 +102,7 @@ def build_demo(settings: Settings, access: Access, *, tool_servers: ToolRegistry
         owner_daily=settings.owner_daily_tokens,
         per_address_daily=settings.daily_tokens_per_ip,
         sign_in_offered=access.sign_in,
+        report_every=settings.usage_log_interval,
     )
     assistant = Assistant(
         settings,

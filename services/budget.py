@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 _DAY = 86_400
 # The status line speaks of the free budget once less than this share of it is left.
 _LOW = 0.2
-# Seconds between two lines of usage in the log.
+# Seconds between two lines of usage in the log, by default (USAGE_LOG_SECONDS).
 _REPORT_EVERY = 3600.0
 
 
@@ -85,6 +85,7 @@ class DailyBudgets:
         owner_daily: int | None,
         per_address_daily: int | None,
         sign_in_offered: bool,
+        report_every: float = _REPORT_EVERY,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.owner_daily = owner_daily
@@ -95,8 +96,10 @@ class DailyBudgets:
         self._day = self._today()
         self._owner_spent = 0
         self._by_address: Counter[str] = Counter()
-        # What the log reports once an hour: tokens by who paid, and refusals.
-        self._report_at = clock() + _REPORT_EVERY
+        # What the log reports every `report_every` seconds: tokens by who paid, and refusals, since `_since`.
+        self._report_every = report_every
+        self._since = clock()
+        self._report_at = self._since + report_every
         self._paid: Counter[str] = Counter()
         self._refused = 0
 
@@ -146,7 +149,10 @@ class DailyBudgets:
             which, room = min(left, key=lambda pair: pair[1])
             if prompt_tokens + 1 > room:
                 self._refused += 1
-                raise self._refusal(which, room=room, prompt_tokens=prompt_tokens)
+                refusal = self._refusal(which, room=room, prompt_tokens=prompt_tokens)
+                # Once a budget is spent, refusals may be all that happens: they write the line too.
+                self._report_if_due()
+                raise refusal
             granted = min(max_tokens, room - prompt_tokens)
             reserved = prompt_tokens + granted
             self._owner_spent += reserved
@@ -171,14 +177,19 @@ class DailyBudgets:
             self._report_if_due()
 
     def _report_if_due(self) -> None:
+        """The line of usage, with the first reply or refusal past its time (called under the lock): what it
+        counts began with the line before, which is more than `report_every` ago when nothing happened since."""
         now = self._clock()
         if now < self._report_at:
             return
-        self._report_at = now + _REPORT_EVERY
+        self._roll()  # a new day's first line says today's spend, not yesterday's
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._since))
+        self._since, self._report_at = now, now + self._report_every
         paid = ", ".join(f"{payer} {tokens:,}" for payer, tokens in sorted(self._paid.items())) or "none"
         logger.info(
-            "Tokens in the last hour by who paid: %s; refused for the daily budgets: %d; the public's spend on "
-            "the owner's account today: %s of %s.",
+            "Tokens since %s UTC by who paid: %s; refused for the daily budgets: %d; the public's spend on the "
+            "owner's account today: %s of %s.",
+            since,
             paid,
             self._refused,
             f"{self._owner_spent:,}",

@@ -102,6 +102,7 @@ class Settings:
     # address (an IPv6 address counted by its /64).
     owner_daily_tokens: int | None = 2_000_000
     daily_tokens_per_ip: int | None = 100_000
+    usage_log_interval: float = 3600.0  # seconds between two lines of who paid for tokens, in the log
     trusted_proxies: int = 0
     login_attempts: int = 10  # failed logins a minute per address before Retry-After
 
@@ -793,7 +794,7 @@ VARIABLES: tuple[Variable, ...] = (
         (
             "Tokens (prompt and reply) a UTC day that everyone who has not signed in may spend on the owner's "
             "account together, through the page, the API and MCP; past it they are asked to sign in (`none`: no "
-            "limit). See *The owner's bill*."
+            "limit). See [The owner's bill](#the-owners-bill)."
         ),
         "limits",
     ),
@@ -802,6 +803,17 @@ VARIABLES: tuple[Variable, ...] = (
         "daily_tokens_per_ip",
         _limit(1),
         "The same per address, an IPv6 address counted by its /64 (`none`: no limit).",
+        "limits",
+    ),
+    Variable(
+        "USAGE_LOG_SECONDS",
+        "usage_log_interval",
+        _number_between(1, 86_400),
+        (
+            "Seconds between two lines in the log that say who paid for the tokens since the line before (the "
+            "owner, signed-in visitors, nobody for the local model), how many chats the daily budgets refused, and "
+            "the public's spend today; a line is written with the first reply or refusal past that time."
+        ),
         "limits",
     ),
     Variable(

@@ -22,9 +22,15 @@ class Clock:
         return self.now
 
 
-def budgets(*, owner: int | None = 1000, per_address: int | None = 300, sign_in: bool = True, clock=None):
+def budgets(
+    *, owner: int | None = 1000, per_address: int | None = 300, sign_in: bool = True, report_every=3600.0, clock=None
+):
     return DailyBudgets(
-        owner_daily=owner, per_address_daily=per_address, sign_in_offered=sign_in, clock=clock or Clock()
+        owner_daily=owner,
+        per_address_daily=per_address,
+        sign_in_offered=sign_in,
+        report_every=report_every,
+        clock=clock or Clock(),
     )
 
 
@@ -150,16 +156,55 @@ class TestConcurrency:
 
 class TestLog:
     def test_one_line_an_hour(self, caplog):
+        """Past the hour, the next reply writes one line: tokens by who paid since the line before (here, the
+        start), refusals, and the day's spend on the owner's account."""
         clock = Clock()
         daily = budgets(clock=clock)
         daily.settle(daily.reserve("1.2.3.4", prompt_tokens=10, max_tokens=10), used=20)
         daily.note_paid("visitor", 500)
-        assert not [r for r in caplog.records if "Tokens in the last hour" in r.getMessage()]
+        assert not [r for r in caplog.records if r.getMessage().startswith("Tokens since")]
         clock.now += 3601
         with caplog.at_level("INFO", logger="services.budget"):
             daily.note_paid("nobody", 5)
-        lines = [r.getMessage() for r in caplog.records if "Tokens in the last hour" in r.getMessage()]
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Tokens since")]
         assert lines == [
-            "Tokens in the last hour by who paid: nobody 5, owner 20, visitor 500; refused for the daily budgets: "
-            "0; the public's spend on the owner's account today: 20 of 1,000."
+            "Tokens since 2027-01-15 12:00:00 UTC by who paid: nobody 5, owner 20, visitor 500; refused for the "
+            "daily budgets: 0; the public's spend on the owner's account today: 20 of 1,000."
         ]
+
+    def test_refusals_write_the_line_too(self, caplog):
+        """Once a budget is spent, refusals may be all that happens: the first one past the period writes the
+        line, counting itself."""
+        clock = Clock()
+        daily = budgets(clock=clock, report_every=60)
+        daily.settle(daily.reserve("1.2.3.4", prompt_tokens=100, max_tokens=200), used=300)
+        clock.now += 61
+        with caplog.at_level("INFO", logger="services.budget"), pytest.raises(BudgetExceededError):
+            daily.reserve("1.2.3.4", prompt_tokens=1, max_tokens=1)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Tokens since")]
+        assert lines == [
+            "Tokens since 2027-01-15 12:00:00 UTC by who paid: owner 300; refused for the daily budgets: 1; the "
+            "public's spend on the owner's account today: 300 of 1,000."
+        ]
+
+    def test_the_period_is_the_owners(self, caplog):
+        """USAGE_LOG_SECONDS: no line before the period is over, one after, then none until the next."""
+        clock = Clock()
+        daily = budgets(clock=clock, report_every=10)
+        with caplog.at_level("INFO", logger="services.budget"):
+            for _ in range(25):
+                daily.note_paid("visitor", 1)
+                clock.now += 1
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Tokens since")]
+        assert [line.split(" by who paid: ")[1].split(";")[0] for line in lines] == ["visitor 11", "visitor 10"]
+
+    def test_a_new_days_line_says_todays_spend(self, caplog):
+        """The first line after midnight counts the day that began, even when no chat of the day was reserved."""
+        clock = Clock()
+        daily = budgets(clock=clock)
+        daily.settle(daily.reserve("1.2.3.4", prompt_tokens=10, max_tokens=10), used=20)
+        clock.now += 13 * 3600
+        with caplog.at_level("INFO", logger="services.budget"):
+            daily.note_paid("visitor", 7)
+        [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Tokens since")]
+        assert line.endswith("the public's spend on the owner's account today: 0 of 1,000.")

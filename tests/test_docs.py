@@ -39,6 +39,25 @@ class TestConfiguration:
             assert f"| `{variable.name}` |" in README
 
 
+def slug(heading: str) -> str:
+    """The anchor GitHub and the Hub give a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+class TestLinks:
+    def test_every_link_within_the_readme_reaches_a_heading(self):
+        """`[text](#anchor)` links, those of the Configuration table's rows included, name headings that exist."""
+        headings = {slug(title) for title in re.findall(r"^#{1,6} (.+)$", README, flags=re.M)}
+        anchors = set(re.findall(r"\]\(#([^)]+)\)", README))
+        assert "the-owners-bill" in anchors
+        assert anchors - headings == set()
+
+    def test_the_slug_rule(self):
+        assert slug("The owner's bill") == "the-owners-bill"
+        assert slug("gr.load") == "grload"
+        assert slug("HTTP (curl)") == "http-curl"
+
+
 class TestQuickstart:
     def test_a_virtual_environment_then_the_cpu_build_first(self):
         """A newcomer on Debian makes a virtual environment (its pip refuses a system install), then installs the
