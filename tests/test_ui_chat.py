@@ -185,7 +185,7 @@ class TestStopRetryUndo:
         """Undo: the chat loses its last exchange and the message returns to the box."""
         chat = panel(ScriptedBackend())
         run(respond(chat, "oops"))
-        shown, typed, *_ = asyncio.run(chat.undo(request()))
+        shown, typed, *_ = chat.undo(request())
         assert shown == []
         assert typed == {"text": "oops", "files": []}
         assert chat.sessions.get("s1").turns == []

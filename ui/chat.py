@@ -351,7 +351,8 @@ class ChatPanel:
             raise as_user_error(error) from error
         if plan.dropped:
             gr.Warning(f"{plan.dropped} earlier message(s) were left out so the conversation fits the model.")
-        shown = render_turns([*history, plan.user], kept=self._kept)
+        # Rendered off the event loop: a long conversation's Markdown is work another visitor must not wait for.
+        shown = await asyncio.to_thread(render_turns, [*history, plan.user], kept=self._kept)
         # While the reply streams, the other outputs get plain values equal to what they show (the box's "", the
         # status, the list's selection, no notice, no plan): Gradio sends nothing for a value that did not change,
         # while a gr.skip() would make it build the component again on every update.
@@ -382,7 +383,8 @@ class ChatPanel:
         turns = self._keep(session, history, plan, reply, notice)
         # The status may name the model now: a server's default model is known once it has answered.
         status = self._status_for(visitor, _username(profile), caller_of(request, token).address)
-        yield (_box_ready(), render_turns(turns, kept=self._kept), status, *self.saved.after_turn(session))
+        rendered = await asyncio.to_thread(render_turns, turns, kept=self._kept)
+        yield (_box_ready(), rendered, status, *self.saved.after_turn(session))
 
     def _keep(self, session: Session, history: list[Turn], plan: TurnPlan, reply: Reply, notice: str) -> list[Turn]:
         turn = finished_turn(reply, params=plan.params, notice=notice)
@@ -394,8 +396,9 @@ class ChatPanel:
         if session is not None and session.stop is not None:
             session.stop()
 
-    async def undo(self, request: gr.Request) -> tuple[Any, ...]:
-        """Undo: the last exchange leaves the chat and its message goes back into the box."""
+    def undo(self, request: gr.Request) -> tuple[Any, ...]:
+        """Undo: the last exchange leaves the chat and its message goes back into the box. (A plain function:
+        Gradio runs it on a worker thread, and it renders the whole conversation.)"""
         session = self._session(request)
         turns = session.turns
         last = _last_user(turns)
