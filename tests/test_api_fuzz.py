@@ -204,7 +204,7 @@ class TestRawHttpFuzz:
         }
         refused = httpx.post(fuzz_app.url + "gradio_api/queue/join", json=body, timeout=10)
         assert refused.status_code == 422
-        assert refused.json()["detail"] == f"Event {greet} takes no files; the request sent a file reference."
+        assert refused.json()["detail"] == f"Event {greet}'s input 0 takes no files; the request sent a file reference."
 
     @pytest.mark.parametrize(
         ("fn_index", "status", "detail"),

@@ -172,14 +172,27 @@ class TestHttp:
 
     @pytest.mark.parametrize("path", ["/etc/passwd", "../../etc/passwd", "https://example.org/x.png"])
     def test_a_path_that_is_not_an_upload_is_refused(self, target, upstream, path):
-        """The Space reads only what its upload route wrote, and fetches no URL."""
-        with httpx.Client(base_url=target.url, timeout=30) as http:
-            files_input = [{"path": path, "meta": {"_type": "gradio.FileData"}}]
-            event = http.post("gradio_api/call/ask", json={"data": ["read it", "", None, None, None, "", files_input]})
-            text = http.get(f"gradio_api/call/ask/{event.json()['event_id']}").text
-        assert "event: error" in text
-        assert "root:" not in text
+        """The Space reads only what its upload route wrote, and fetches no URL: refused at the edge, with a
+        sentence, before Gradio (which would fetch the URL, or log a traceback) sees it."""
+        files_input = [{"path": path, "url": path, "meta": {"_type": "gradio.FileData"}}]
+        data = {"data": ["read it", "", None, None, None, "", files_input]}
+        refused = httpx.post(target.url + "gradio_api/call/ask", json=data, timeout=30)
+        assert refused.status_code == 422
+        assert "names a file that was not uploaded to this Space" in refused.json()["detail"]
         assert upstream.requests == []
+        assert "Traceback" not in target.log()
+
+    def test_files_only_where_an_input_takes_them_and_in_its_shape(self, target, upstream):
+        """A file reference in the system prompt, or `files` that are not a list of files: 422, no traceback."""
+        reference = {"path": "a", "meta": {"_type": "gradio.FileData"}}
+        for data, says in (
+            (["hi", {"x": [reference]}], "/ask's 'history' takes no files"),
+            (["hi", "", None, None, None, "", "more"], "/ask's 'files' takes files uploaded to this Space"),
+        ):
+            refused = httpx.post(target.url + "gradio_api/call/ask", json={"data": data}, timeout=30)
+            assert refused.status_code == 422
+            assert refused.json()["detail"].startswith(says)
+        assert "Traceback" not in target.log()
 
 
 class TestMcp:

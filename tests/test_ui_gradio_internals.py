@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 import gradio.state_holder
 import pytest
+from gradio.data_classes import FileData
 from gradio.server_messages import ProcessCompletedMessage
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -287,7 +288,7 @@ def _guarded(*, per_minute: int | None = None) -> TestClient:
         "greet": ApiShape("greet", (("name", False, None),)),
         "chat": ApiShape("chat", (("message", False, None), ("temperature", True, 0.7))),
     }
-    events = {0: EventShape(1), 1: EventShape(1, takes_files=True)}
+    events = {0: EventShape(1), 1: EventShape(1, file_models={0: FileData})}
     sessions = SessionKeys(ttl=3600, per_address=None, per_minute=per_minute, capacity=100, secret=b"k" * 32)
     app = Starlette(
         routes=[Route("/{path:path}", echo, methods=["GET", "POST"])],
@@ -327,6 +328,30 @@ class TestRequestGuard:
         assert http.get(f"/gradio_api/heartbeat/{HASH}").json()["path"] == f"/gradio_api/heartbeat/{key}"
         stream = http.get(f"/gradio_api/stream/{HASH}/run/3/playlist.m3u8").json()["path"]
         assert stream == f"/gradio_api/stream/{key}/run/3/playlist.m3u8"
+
+    def test_files_only_as_uploads_where_an_input_takes_them(self, tmp_path, monkeypatch):
+        """A file reference names a file of the upload folder, in an input that takes files: a URL (which Gradio
+        would fetch), a path elsewhere (a traceback in Gradio), a reference where no file is taken, or a value of
+        the wrong shape are refused with a 422 before Gradio sees them."""
+        from ui.gradio_internals import requests
+
+        monkeypatch.setattr(requests, "get_upload_folder", lambda: str(tmp_path))
+        (tmp_path / "h").mkdir()
+        (tmp_path / "h" / "note.txt").write_text("hi")
+        http = _guarded()
+
+        def join(value: object) -> Any:
+            return http.post("/gradio_api/queue/join", json={"data": [value], "fn_index": 1, "session_hash": HASH})
+
+        uploaded = {"path": str(tmp_path / "h" / "note.txt"), "meta": {"_type": "gradio.FileData"}}
+        assert join(uploaded).status_code == 200
+        for path in ("https://example.org/x.png", "/etc/passwd", str(tmp_path / ".." / "x"), "data:text/plain,hi"):
+            refused = join({"path": path, "meta": {"_type": "gradio.FileData"}})
+            assert refused.status_code == 422
+            assert refused.json()["detail"].startswith("Event 1's input 0 names a file that was")
+        assert join("not a file").json()["detail"].startswith("Event 1's input 0 takes files uploaded")
+        elsewhere = http.post("/gradio_api/queue/join", json={"data": [uploaded], "fn_index": 0, "session_hash": HASH})
+        assert elsewhere.json()["detail"] == "Event 0's input 0 takes no files; the request sent a file reference."
 
     def test_another_address_gets_another_key(self):
         http = _guarded()

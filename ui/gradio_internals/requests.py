@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import anyio.to_thread
+from gradio.utils import get_upload_folder
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.errors import RateLimitedError
@@ -156,17 +160,16 @@ class GradioRequestGuard:
             payload = json.loads(body or b"null")
         except (ValueError, RecursionError):
             return _Refusal(422, "The request body is not JSON.")
-        files, too_deep = _walk(payload)
-        if too_deep:
+        if _too_deep(payload):
             return _Refusal(422, f"The request body nests deeper than the {MAX_JSON_DEPTH} levels any input needs.")
         # Cancel and a streaming input's chunk name a session already started; the others may start one.
         starts = not (path == f"{_API}/cancel" or path.startswith(f"{_API}/stream/"))
         if not starts:
             checked: object | _Refusal = payload
         elif path.startswith(f"{_API}/call/"):
-            checked = self._check_call(path, payload, files)
+            checked = self._check_call(path, payload)
         else:
-            checked = self._check_event(payload, files)
+            checked = self._check_event(payload)
         if isinstance(checked, _Refusal):
             return checked
         bound = self._bound_session(scope, checked, starts=starts)
@@ -191,15 +194,18 @@ class GradioRequestGuard:
                 return _Refusal(429, str(error), retry_after=error.retry_after)
         return {**payload, "session_hash": key}
 
-    def _check_call(self, path: str, payload: object, files: bool) -> object | _Refusal:
+    def _check_call(self, path: str, payload: object) -> object | _Refusal:
         name = path.removeprefix(f"{_API}/call/").removeprefix("v2/").split("/", 1)[0]
         shape = self._shapes().get(name)
         if shape is None:
             return _Refusal(404, f"This Space has no API endpoint /{name[:60]}: /gradio_api/info lists them.")
-        if files and not shape.takes_files:
-            return _Refusal(422, f"/{name} takes no files; the request sent a file reference.")
         if path.startswith(f"{_API}/call/v2/"):
-            return _check_named(shape, payload)
+            named = _check_named(shape, payload)
+            if isinstance(named, _Refusal) or not isinstance(payload, dict):
+                return named
+            values = {i: payload[param] for i, (param, _, _) in enumerate(shape.parameters) if param in payload}
+            refused = _check_files(values, shape.file_models, lambda i: f"/{name}'s {shape.parameters[i][0]!r}")
+            return refused or named
         if not isinstance(payload, dict):
             return _Refusal(422, 'The request body must be a JSON object such as {"data": [...]}.')
         data = payload.get("data")
@@ -207,6 +213,9 @@ class GradioRequestGuard:
             return _Refusal(422, 'The request body needs "data": a list of the endpoint\'s inputs, in order.')
         if len(data) > len(shape.parameters):
             return _Refusal(422, f"/{name} takes {len(shape.parameters)} inputs ({_names(shape)}); got {len(data)}.")
+        label: Callable[[int], str] = lambda i: f"/{name}'s {shape.parameters[i][0]!r}"  # noqa: E731
+        if refused := _check_files(dict(enumerate(data)), shape.file_models, label):
+            return refused
         if len(data) == len(shape.parameters):
             return payload
         missing = [param for param, has_default, _ in shape.parameters[len(data) :] if not has_default]
@@ -216,7 +225,7 @@ class GradioRequestGuard:
             )
         return {**payload, "data": data + [default for _, _, default in shape.parameters[len(data) :]]}
 
-    def _check_event(self, payload: object, files: bool) -> object | _Refusal:
+    def _check_event(self, payload: object) -> object | _Refusal:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             return _Refusal(422, 'The request body needs "data": a list of the event\'s inputs, in order.')
         index = payload.get("fn_index")
@@ -229,9 +238,8 @@ class GradioRequestGuard:
             return _Refusal(404, f"This Space has no event {index}.")
         if len(payload["data"]) < event.inputs:
             return _Refusal(422, f"Event {index} takes {event.inputs} inputs; the request sent {len(payload['data'])}.")
-        if files and not event.takes_files:
-            return _Refusal(422, f"Event {index} takes no files; the request sent a file reference.")
-        return payload
+        values = dict(enumerate(payload["data"]))
+        return _check_files(values, event.file_models, lambda i: f"Event {index}'s input {i}") or payload
 
 
 def _names(shape: ApiShape) -> str:
@@ -255,22 +263,70 @@ def _check_named(shape: ApiShape, payload: object) -> object | _Refusal:
     return payload
 
 
-def _walk(value: object) -> tuple[bool, bool]:
-    """(whether `value` holds a Gradio file reference, whether it nests deeper than MAX_JSON_DEPTH), without
-    recursion: the value is a caller's."""
-    files = False
+def _too_deep(value: object) -> bool:
+    """Whether `value` nests deeper than MAX_JSON_DEPTH, found without recursion: the value is a caller's."""
     stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            return files, True
+            return True
         if isinstance(item, dict):
-            meta = item.get("meta")
-            files = files or (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData")
             stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
-    return files, False
+    return False
+
+
+def _file_references(value: object) -> list[dict[str, Any]]:
+    """The Gradio file references (FileData objects) anywhere in `value` (whose depth is already bounded)."""
+    found: list[dict[str, Any]] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            meta = item.get("meta")
+            if isinstance(meta, dict) and meta.get("_type") == "gradio.FileData":
+                found.append(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _check_files(
+    values: Mapping[int, object], models: Mapping[int, type[BaseModel]], label: Callable[[int], str]
+) -> _Refusal | None:
+    """Files only where an input takes them, in the shape that input's data model gives (Gradio validates it
+    before the handler, with a traceback for a shape it refuses), each naming a file this Space's upload route
+    wrote: Gradio would fetch a URL given as a path, and refuse, with a traceback, a path elsewhere."""
+    for position, value in values.items():
+        references = _file_references(value)
+        model = models.get(position)
+        if references and model is None:
+            return _Refusal(422, f"{label(position)} takes no files; the request sent a file reference.")
+        if model is None or value is None:
+            continue
+        try:
+            model.model_validate(value)
+        except ValidationError:
+            return _Refusal(422, f"{label(position)} takes files uploaded to this Space (/gradio_api/upload).")
+        for reference in references:
+            if not _is_upload(reference.get("path")):
+                return _Refusal(
+                    422,
+                    f"{label(position)} names a file that was not uploaded to this Space: upload it first "
+                    "(/gradio_api/upload; gradio_client.handle_file does). The Space fetches no URL.",
+                )
+    return None
+
+
+def _is_upload(path: object) -> bool:
+    """Whether `path` is a file in Gradio's upload folder (where its upload route writes, and nothing else)."""
+    if not isinstance(path, str) or "://" in path or path.startswith("data:"):
+        return False
+    root = os.path.realpath(get_upload_folder())
+    resolved = os.path.realpath(path)
+    return resolved.startswith(root + os.sep) and os.path.isfile(resolved)
 
 
 async def _refuse(refused: _Refusal, scope: Scope, receive: Receive, send: Send) -> None:
