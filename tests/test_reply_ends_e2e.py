@@ -103,9 +103,10 @@ class TestCallerLeaves:
         fake.behaviour.faults.append(Fault(stall_after=1))
         with httpx.Client(base_url=app.url, timeout=10) as http:
             config = http.get("config").json()
-            fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
+            chat = next(d for d in config["dependencies"] if d.get("api_name") == "chat")
             session = uuid.uuid4().hex
-            body = {"data": ["hello", None, None, None, None], "fn_index": fn_index, "session_hash": session}
+            data = ["hello"] + [None] * (len(chat["inputs"]) - 1)  # the optional inputs take their defaults
+            body = {"data": data, "fn_index": chat["id"], "session_hash": session}
             assert http.post("gradio_api/queue/join", json=body).status_code == 200
             with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
                 lines = stream.iter_lines()  # held: a dropped iterator closes the connection

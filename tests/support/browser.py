@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
 __all__ = ["CHROMIUM", "chromium", "chromium_profile"]
 
@@ -21,6 +21,8 @@ FLAGS = (
     "--disable-component-update",
     "--no-first-run",
 )
+# Playwright's assertions wait 5 s by default; the app, its fake model server and Chromium share two cores here.
+expect.set_options(timeout=20_000)
 
 
 @contextmanager
