@@ -221,7 +221,7 @@ class _Lexer:
         self.checkpoints = checkpoints
         self.top = True  # marked's lexer.state.top, one for all levels as in marked
         self.look = 0  # the furthest the top level's setext decisions looked ahead
-        self.seen_up_to = 0  # the furthest the last setext decision looked ahead
+        self.seen_up_to = 0  # how far the last setext decision looked ahead
         self.list_open = False  # whether the last list lexed ran to the end of its text
 
     def mark(
@@ -297,7 +297,7 @@ class _Lexer:
             if heading is not None and heading != _OPEN:
                 if heading[0] > pos:
                     self.context(view, [(pos, heading[0])], state)
-                pos, last = heading[1], "heading"
+                pos, last, heading_open = heading[1], "heading", False
             else:
                 heading_open = heading == _OPEN
                 match = _PARAGRAPH_REST.match(text, pos, _or_end(dollars.at_or_after(pos), end))
@@ -407,9 +407,11 @@ class _Lexer:
             next_end = text.find("\n", line_end + 1, end) if line_end >= 0 else -1
             if line_end >= 0 and text.find("-", line_end, end if next_end < 0 else next_end) >= 0:
                 match = _TABLE.match(text, pos, end)
-                if match and self._table(view, match, checkpoints):
+                columns = _columns(text, match) if match else None
+                if match and columns is not None:
                     self._flush(view, pending, state, checkpoints, heading_open)
                     pending = None
+                    self._table(view, match, columns, checkpoints)
                     last = "table"
                     pos = match.end()
                     continue
@@ -480,6 +482,7 @@ class _Lexer:
     ) -> tuple[int, int] | None:
         """marked's setext heading at `pos`: (end of its content, end of its raw text); None; or `_OPEN` when
         there is none yet but nothing ends its content before the end of the text."""
+        self.seen_up_to = 0
         if _LHEADING_NOT.match(text, pos, end) or (line_end >= 0 and _SEPARATORS.search(text, pos, line_end)):
             return None
         if line_end < 0:
@@ -492,6 +495,7 @@ class _Lexer:
         """Whether lines from `pos` on end a setext heading's content (see `_lheading`)."""
         under = underline.at_or_after(pos)
         stop = breaks.at_or_after(pos)
+        self.seen_up_to = 0
         if under is None and stop is None:
             return _OPEN
         for seen in (under, stop):  # what the decision relied on: those lines, whole
@@ -533,19 +537,12 @@ class _Lexer:
             self.mark(checkpoints, text, max(text.rfind("\n", pos, end) + 1, pos), Resume("fence", marks))
         return end
 
-    def _table(self, view: _View, match: re.Match[str], checkpoints: list[Checkpoint] | None) -> bool:
-        text = view.text
-        align = match.group("align")
-        if "|" not in align and ":" not in align:
-            return False
-        columns = len(_ALIGN_EDGES.sub("", align).split("|"))
-        if len(_cells(text, *match.span("header"), keep_empty=True)) != columns:
-            return False
-        for cell in _cells(text, *match.span("header")):
+    def _table(self, view: _View, match: re.Match[str], columns: int, checkpoints: list[Checkpoint] | None) -> None:
+        """A table marked's table rule took: its cells, each an inline context."""
+        for cell in _cells(view.text, *match.span("header")):
             self.context(view, [cell])
         if match.group("rows") is not None:
             self._rows(view, *match.span("rows"), columns, match.end(), checkpoints)
-        return True
 
     def _table_rows(self, view: _View, pos: int, end: int, columns: int, checkpoints: list[Checkpoint] | None) -> int:
         """A table's rows from `pos` (a row's start) on, as marked's table rule takes them."""
@@ -711,6 +708,15 @@ def _item_breaks(limit: int) -> tuple[re.Pattern[str], ...]:
             re.compile(rf"{indent}(?:(?:- *){{3,}}|(?:_ *){{3,}}|(?:\* *){{3,}})(?:\n+|\Z)"),
         )
     return _BREAKS[limit]
+
+
+def _columns(text: str, match: re.Match[str]) -> int | None:
+    """The number of columns of what marked's table pattern matched, if marked's table rule takes it."""
+    align = match.group("align")
+    if "|" not in align and ":" not in align:
+        return None
+    columns = len(_ALIGN_EDGES.sub("", align).split("|"))
+    return columns if len(_cells(text, *match.span("header"), keep_empty=True)) == columns else None
 
 
 def _cells(
@@ -899,4 +905,5 @@ def analyze(view: str, *, resume: Resume = FRESH, checkpoints: bool = False) -> 
         lexer.blocks(_View(view, [0], [0]), len(view), depth=0, resume=resume, top_level=True)
     except _Unsure:
         return [], []
-    return lexer.code, lexer.checkpoints or []
+    found = sorted(lexer.checkpoints or [], key=lambda checkpoint: checkpoint.pos)
+    return lexer.code, found

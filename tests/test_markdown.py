@@ -296,6 +296,8 @@ class TestStreaming:
     @given(st.lists(st.sampled_from(HOSTILE), max_size=60).map("".join), st.lists(st.integers(1, 12), min_size=1))
     @example("a `x\n***\n`<b>`\n***\nc\n===", [1])  # an underline to come makes a heading of all before
     @example("$$ `<b>`\n\n- x\n\n`<i>` $$", [3])  # a `$$` pairs with one before what was kept
+    @example(">d\n```<$$\n$$```", [1])  # ...and changes a line (no fence once paired) a checkpoint relied on
+    @example("one `a`\ntwo `<b>`\nthree\nx|y\n-|-\n`<c>`|<d>\n\nend <g>", [1])  # a table after a paragraph
     def test_rendering_as_it_streams_gives_what_rendering_whole_gives(self, text, steps):
         """Fed the text a few characters at a time, at cut points drawn at random, each render equals
         `safe_markdown` of the text so far."""
