@@ -771,6 +771,8 @@ def _spans(
     final = len(context) if final is None else final
     if state.poisoned:
         return [], _line_starts(context, 0, len(context), state) if points else [], -1
+    if not points and context.count("`") == 2 and state.backticks + 2 <= MAX_BACKTICKS:
+        return _one_span(context, state), [], -1
     budget = MAX_BACKTICKS - state.backticks
     runs: list[tuple[int, int]] = []
     total = 0
@@ -786,18 +788,6 @@ def _spans(
         by_length.setdefault(end - start, []).append(index)
     cursor = dict.fromkeys(by_length, 0)
     first: dict[str, int] = {}
-
-    def before(chars: str, pos: int) -> bool:
-        """Whether one of `chars` occurs before `pos` (or before the context)."""
-        for char in chars:
-            if char in state.seen:
-                return True
-            if char not in first:
-                first[char] = context.find(char)
-            if 0 <= first[char] < pos:
-                return True
-        return False
-
     spans: list[tuple[int, int]] = []
     scanned = 0
     last_space = -1
@@ -838,15 +828,7 @@ def _spans(
         for match in _URL_START.finditer(context, max(scanned - 3, 0), start):
             url = match.start()
         scanned = start
-        inner = context[end : runs[close][0]]
-        if (
-            "\n" in inner
-            or (start > 0 and context[start - 1] in "~\\`")
-            or url > last_space
-            or (("]" in inner or ")" in inner) and before("[", start))
-            or (("*" in inner or "_" in inner) and before("*_", start))
-            or ("~" in inner and before("~", start))
-        ):
+        if url > last_space or _hazard(context, start, end, runs[close][0], state, first):
             # marked may end a token inside: what follows may pair otherwise. (Unless a run at the very end,
             # which may yet grow, closes it: then it is only waiting.)
             if runs[close][1] == len(context) or runs[close][0] >= final:
@@ -867,6 +849,41 @@ def _spans(
     if poisoned_at <= waiting:
         clean += _line_starts(context, poisoned_at, waiting, Pairing(poisoned=True))
     return spans, clean, relied
+
+
+def _hazard(context: str, start: int, end: int, close: int, state: Pairing, first: dict[str, int]) -> bool:
+    """Whether another inline rule of marked could end inside the span from `start` (its opening run ends at
+    `end`, its closing one starts at `close`): a line end, or a `~`, `\\` or escaped backtick before it, or in it
+    a `]` or `)` after a `[`, a `*` or `_` after one of those, a `~` after one. (`first`: a cache of where those
+    first occur.)"""
+    inner = context[end:close]
+    if "\n" in inner or (start > 0 and context[start - 1] in "~\\`"):
+        return True
+    for closers, openers in (("])", "["), ("*_", "*_"), ("~", "~")):
+        if any(char in inner for char in closers):
+            for char in openers:
+                if char in state.seen:
+                    return True
+                if char not in first:
+                    first[char] = context.find(char)
+                if 0 <= first[char] < start:
+                    return True
+    return False
+
+
+def _one_span(context: str, state: Pairing) -> list[tuple[int, int]]:
+    """`_spans` of a context with exactly two backticks."""
+    start = context.find("`")
+    close = context.find("`", start + 1)
+    back = start
+    while back > 0 and context[back - 1] == "\\":
+        back -= 1
+    if close == start + 1 or (start - back) % 2:  # one run of two, or an escaped opening: no span
+        return []
+    space = _last_space(context, 0, start)
+    if _URL_START.search(context, space + 1, start) or _hazard(context, start, start + 1, close, state, {}):
+        return []
+    return [(start + 1, close)]
 
 
 def _line_starts(context: str, start: int, end: int, state: Pairing) -> list[tuple[int, Pairing]]:
