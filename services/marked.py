@@ -247,6 +247,13 @@ class _Lexer:
         starting from `state`: its spans become code. If asked, the line starts (of the view) where no run of
         backticks waits for a partner, with the pairing there and the furthest point that pairing relied on."""
         text = view.text
+        if not points and len(pieces) == 1:  # the usual context: one piece, no checkpoints asked
+            start, end = pieces[0]
+            if not state.poisoned and text.count("`", start, end) < 2:
+                return []
+            for a, b in _spans(text[start:end], state)[0]:
+                view.add(self.code, start + a, start + b)
+            return []
         if not points and not state.poisoned and sum(text.count("`", a, b) for a, b in pieces) < 2:
             return []
         offsets = []
@@ -859,16 +866,22 @@ def _hazard(context: str, start: int, end: int, close: int, state: Pairing, firs
     inner = context[end:close]
     if "\n" in inner or (start > 0 and context[start - 1] in "~\\`"):
         return True
-    for closers, openers in (("])", "["), ("*_", "*_"), ("~", "~")):
-        if any(char in inner for char in closers):
-            for char in openers:
-                if char in state.seen:
-                    return True
-                if char not in first:
-                    first[char] = context.find(char)
-                if 0 <= first[char] < start:
-                    return True
-    return False
+    if ("]" in inner or ")" in inner) and _before(context, "[", start, state, first):
+        return True
+    if ("*" in inner or "_" in inner) and (
+        _before(context, "*", start, state, first) or _before(context, "_", start, state, first)
+    ):
+        return True
+    return "~" in inner and _before(context, "~", start, state, first)
+
+
+def _before(context: str, char: str, pos: int, state: Pairing, first: dict[str, int]) -> bool:
+    """Whether `char` occurs before `pos` in the context, or before the context."""
+    if char in state.seen:
+        return True
+    if char not in first:
+        first[char] = context.find(char)
+    return 0 <= first[char] < pos
 
 
 def _one_span(context: str, state: Pairing) -> list[tuple[int, int]]:
