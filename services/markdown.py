@@ -315,6 +315,7 @@ class MarkdownStream:
         self._back: tuple[str, str, Resume, int] | None = None
         self._base = 0  # where the kept point is in the whole normalised text
         self._escaped = Escaped()
+        self._last: str | None = None  # the output for `_text`
 
     @property
     def text(self) -> str:
@@ -323,9 +324,15 @@ class MarkdownStream:
 
     def render(self, text: str) -> str:
         """`safe_markdown(text)`, reusing what was done for the text this one extends."""
+        if text == self._text and self._last is not None:
+            return self._last  # a reply's thinking, sent again with each update of its answer
         if not text.startswith(self._text):
             self.__init__()  # type: ignore[misc]
         self._text = text
+        self._last = self._update(text)
+        return self._last
+
+    def _update(self, text: str) -> str:
         if self._fast:
             if not _needs_work(text):
                 return text
