@@ -31,7 +31,7 @@ from services.sessions import Session, SessionStore
 from ui.chat_api import caller_of
 from ui.errors import as_user_error
 from ui.gradio_internals.files import uploads
-from ui.render import live_reply, render_turns
+from ui.render import LiveMarkdown, live_reply, render_turns
 from ui.saved_chats import SavedChatsPanel, snapshot_js
 from ui.signin import login_button, status_line
 
@@ -364,9 +364,10 @@ class ChatPanel:
         notice = ""
         updates = _Updates(self.assistant.stream(plan))
         session.stop = updates.stop
+        live = LiveMarkdown()
         try:
             async for reply in updates:
-                yield _EMPTY_BOX, [*shown, *live_reply(reply)], status, listed, "", None
+                yield _EMPTY_BOX, [*shown, *live_reply(reply, live)], status, listed, "", None
             if updates.stopped:
                 notice = "Stopped."
         except ServiceError as error:

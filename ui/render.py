@@ -2,26 +2,39 @@
 
 The events send it ready-made (`postprocess=False`): Gradio would otherwise run `Chatbot.postprocess` on a worker
 thread for every streamed update. Every text goes through `safe_markdown` (images become links, raw HTML shows as
-text), whoever wrote it.
+text), whoever wrote it; a reply still streaming goes through a `MarkdownStream` of its own, which redoes only the
+end that each update may change.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.chat import Reply
 from services.conversation import Attached, ToolStep, Turn
-from services.markdown import safe_markdown
+from services.markdown import MarkdownStream, safe_markdown
 from ui.gradio_internals.chatbot import ChatMessage, image_block, text_message
 from ui.gradio_internals.files import thumbnail_file
 
-__all__ = ["ChatMessage", "live_reply", "render_turns"]
+__all__ = ["ChatMessage", "LiveMarkdown", "live_reply", "render_turns"]
 
 
-def _message(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatMessage:
-    return text_message(role, safe_markdown(text), metadata)
+@dataclass
+class LiveMarkdown:
+    """A streaming reply's own renderers: its thinking and its answer each grow with every update, and a
+    `MarkdownStream` redoes only the end that an update may change, so that a reply costs linear time."""
+
+    thinking: MarkdownStream = field(default_factory=MarkdownStream)
+    answer: MarkdownStream = field(default_factory=MarkdownStream)
+
+
+def _message(
+    role: str, text: str, metadata: dict[str, Any] | None = None, *, render: Callable[[str], str] = safe_markdown
+) -> ChatMessage:
+    return text_message(role, render(text), metadata)
 
 
 def _fenced(text: str) -> str:
@@ -51,18 +64,19 @@ def _assistant(
     *,
     thinking_now: bool,
     steps: tuple[ToolStep, ...] = (),
+    live: LiveMarkdown | None = None,
 ) -> list[ChatMessage]:
     out: list[ChatMessage] = []
     if thinking:
         metadata: dict[str, Any] = {"title": "Thinking", "status": "pending" if thinking_now else "done"}
         if seconds is not None:
             metadata["duration"] = seconds
-        out.append(_message("assistant", thinking, metadata))
+        out.append(_message("assistant", thinking, metadata, render=live.thinking.render if live else safe_markdown))
     out += [_step(step) for step in steps]
     if notice:
         text = (text + "\n\n" if text else "") + "> ⚠️ " + " ".join(notice.split())
     if text or not (thinking or steps):
-        out.append(_message("assistant", text))
+        out.append(_message("assistant", text, render=live.answer.render if live else safe_markdown))
     return out
 
 
@@ -102,8 +116,15 @@ def render_turns(turns: Iterable[Turn], *, kept: Callable[[Attached], bool] | No
     return out
 
 
-def live_reply(reply: Reply) -> list[ChatMessage]:
-    """Chatbot messages for a reply still streaming: its thinking open while the model thinks."""
+def live_reply(reply: Reply, live: LiveMarkdown) -> list[ChatMessage]:
+    """Chatbot messages for a reply still streaming (rendered by its own `live`): its thinking open while the
+    model thinks."""
     return _assistant(
-        reply.text, reply.thinking, reply.thinking_seconds, "", thinking_now=reply.thinking_now, steps=reply.steps
+        reply.text,
+        reply.thinking,
+        reply.thinking_seconds,
+        "",
+        thinking_now=reply.thinking_now,
+        steps=reply.steps,
+        live=live,
     )
