@@ -12,12 +12,15 @@ import inspect
 import json
 import os
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
+import gradio.queueing
 import gradio.state_holder
 import pytest
 from gradio.data_classes import FileData
@@ -40,6 +43,7 @@ from ui.gradio_internals.performance import (
     UnkeptConfigs,
     cache_init_signatures,
     skip_missing_matplotlib,
+    wake_the_idle_queue_on_push,
 )
 from ui.gradio_internals.requests import SESSION_CARRIERS, GradioRequestGuard
 
@@ -58,9 +62,11 @@ def small_blocks() -> gr.Blocks:
 def restore_gradio():
     """Undo what `apply` does to Gradio itself."""
     session_state = gradio.state_holder.SessionState
+    queueing_asyncio = gradio.queueing.asyncio
     matplotlib = sys.modules.get("matplotlib", "absent")
     yield
     gradio.state_holder.SessionState = session_state
+    gradio.queueing.asyncio = queueing_asyncio
     if matplotlib == "absent":
         sys.modules.pop("matplotlib", None)
     else:
@@ -141,6 +147,55 @@ class TestMatplotlib:
         skip_missing_matplotlib()
         with pytest.raises(ImportError):
             import matplotlib  # noqa: F401
+
+
+class TestIdleQueue:
+    def test_an_idle_queue_waits_for_a_push_and_a_push_wakes_it(self, restore_gradio, monkeypatch):
+        """Gradio's two queue loops, run for real: idle, they look for work a few times in 0.6 s (Gradio alone:
+        about 500); a push (here one Gradio refuses at once) wakes them within milliseconds."""
+        demo = small_blocks()
+        wake_the_idle_queue_on_push(demo)
+        queue = demo._queue
+        looks = 0
+        length = gradio.queueing.Queue.__len__
+
+        def counted(self: gradio.queueing.Queue) -> int:
+            nonlocal looks
+            looks += 1
+            return length(self)
+
+        monkeypatch.setattr(gradio.queueing.Queue, "__len__", counted)
+
+        async def scenario() -> tuple[int, int]:
+            loops = [asyncio.create_task(queue.start_processing()), asyncio.create_task(queue.start_progress_updates())]
+            await asyncio.sleep(0.6)
+            idle = looks
+            refused = await queue.push(SimpleNamespace(fn_index=None), None, None)  # type: ignore[arg-type]
+            assert refused[2] == "error"
+            await asyncio.sleep(0.02)
+            woken = looks - idle
+            queue.stopped = True
+            await asyncio.gather(*loops, return_exceptions=True)
+            return idle, woken
+
+        idle, woken = asyncio.run(scenario())
+        assert idle <= 10
+        assert woken >= 2
+
+    def test_with_work_about_it_polls_as_gradio_does(self, restore_gradio):
+        """A queued or running job: the poll is Gradio's own interval, not the idle wait."""
+        demo = small_blocks()
+        wake_the_idle_queue_on_push(demo)
+        queue = demo._queue
+        queue.active_jobs = [[object()]]  # type: ignore[list-item]
+
+        async def one_poll() -> float:
+            started = time.perf_counter()
+            await gradio.queueing.asyncio.sleep(queue.sleep_when_free)
+            return time.perf_counter() - started
+
+        assert asyncio.run(one_poll()) < 0.1
+        assert float(queue.sleep_when_free) == 0.001
 
 
 class TestSignatures:

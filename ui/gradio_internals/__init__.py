@@ -14,7 +14,12 @@ import gradio as gr
 from ui.gradio_internals._version import CHECKED_FROM, CHECKED_UNTIL, PATCHED_VERSION, on_checked_version
 from ui.gradio_internals.jobs import cancel_jobs_whose_client_left
 from ui.gradio_internals.mcp import accept_lists_of_files, called_through_mcp, keep_out_of_mcp
-from ui.gradio_internals.performance import cache_init_signatures, keep_no_session_configs, skip_missing_matplotlib
+from ui.gradio_internals.performance import (
+    cache_init_signatures,
+    keep_no_session_configs,
+    skip_missing_matplotlib,
+    wake_the_idle_queue_on_push,
+)
 
 __all__ = [
     "CHECKED_FROM",
@@ -35,6 +40,7 @@ def apply(blocks: gr.Blocks) -> None:
     skip_missing_matplotlib()
     cache_init_signatures(blocks)
     keep_no_session_configs()
+    wake_the_idle_queue_on_push(blocks)
     cancel_jobs_whose_client_left()
     accept_lists_of_files()
     # LoginButton's page-load check is a public endpoint in 6.31, which made it an MCP tool with no description.

@@ -5,13 +5,17 @@ Applied by `ui.gradio_internals.apply`; checked against Gradio's own code by tes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Iterator, MutableMapping
+import types
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import gradio as gr
+import gradio.queueing
 import gradio.state_holder
 
 __all__ = [
@@ -20,7 +24,11 @@ __all__ = [
     "cache_init_signatures",
     "keep_no_session_configs",
     "skip_missing_matplotlib",
+    "wake_the_idle_queue_on_push",
 ]
+
+# While the queue is idle, its loops wait for the next push, and look again after this long at the latest.
+IDLE_WAIT_SECONDS = 1.0
 
 
 def skip_missing_matplotlib() -> None:
@@ -104,3 +112,61 @@ def keep_no_session_configs() -> None:
     """The sessions Gradio's StateHolder makes become SessionStateWithoutDeepLinks. (The few places that build a
     throwaway SessionState directly, such as MCP calls, keep Gradio's own.)"""
     gradio.state_holder.SessionState = SessionStateWithoutDeepLinks  # type: ignore[misc]
+
+
+class _IdlePoll(float):
+    """A poll interval of Gradio's queue (the number it was), carrying the queue it belongs to."""
+
+    queue: gradio.queueing.Queue
+    wake: asyncio.Event
+
+
+def _is_idle(queue: gradio.queueing.Queue) -> bool:
+    return len(queue) == 0 and all(job is None for job in queue.active_jobs)
+
+
+async def _sleep(delay: float, result: Any = None) -> Any:
+    """`asyncio.sleep` as gradio.queueing calls it; an idle queue's poll waits for its next push instead."""
+    if isinstance(delay, _IdlePoll) and _is_idle(delay.queue):
+        # Idle now means every push so far has been handled: a wake-up left from one is stale.
+        delay.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(delay.wake.wait(), IDLE_WAIT_SECONDS)
+        return result
+    return await asyncio.sleep(delay, result)
+
+
+class _QueueingAsyncio(types.ModuleType):
+    """The `asyncio` gradio.queueing sees: Python's own, but for `sleep`."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    sleep = staticmethod(_sleep)
+
+
+def wake_the_idle_queue_on_push(blocks: gr.Blocks) -> None:
+    """Gradio's queue looks for work every millisecond (`Queue.start_processing`, `sleep_when_free`) and for
+    progress every 10 ms, busy or idle: 40-60 ms of CPU a second on an idle Space, on the event loop. Here, while
+    nothing is queued or running, both wait until the next push (`Queue.push`, the one way in) wakes them, or
+    IDLE_WAIT_SECONDS; with work about, they poll as Gradio does.
+
+    Upstream: docs/upstream/gradio.md, "The queue polls when idle". Delete when the idle queue waits for a push.
+    """
+    queue = blocks._queue
+    wake = asyncio.Event()
+    for name in ("sleep_when_free", "progress_update_sleep_when_free"):
+        poll = _IdlePoll(getattr(queue, name))
+        poll.queue, poll.wake = queue, wake
+        setattr(queue, name, poll)
+    push: Callable[..., Awaitable[Any]] = queue.push
+
+    async def push_then_wake(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await push(*args, **kwargs)
+        finally:
+            wake.set()
+
+    queue.push = push_then_wake  # type: ignore[method-assign]
+    if not isinstance(gradio.queueing.asyncio, _QueueingAsyncio):
+        gradio.queueing.asyncio = _QueueingAsyncio("asyncio")
