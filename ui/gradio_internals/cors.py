@@ -10,8 +10,8 @@ Gradio stands it aside only for a parent FastAPI app with Starlette's CORSMiddle
 is when a `CrossOriginPolicy` is among the middlewares inside, and Gradio's own middleware otherwise (any other
 Blocks in the process keeps Gradio's behaviour).
 
-Upstream: gradio-app/gradio reports of credentialed CORS (not fixed as of 2026-12-01). Delete when Gradio allows
-credentials only for origins an app lists.
+Upstream: docs/upstream/gradio.md, and gradio-app/gradio's reports of credentialed CORS (not fixed in 6.31).
+Delete when Gradio allows credentials only for origins an app lists.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def cancel_jobs_whose_client_left() -> None:
     id (`utils.set_task_name`), the name `/cancel` finds it by. The tasks are cancelled before Gradio's own method
     awaits anything: it runs while the stream's own task is being cancelled.
 
-    Upstream: not reported as of 2026-12-02. Delete when a client's disconnect cancels its running jobs.
+    Upstream: docs/upstream/gradio.md. Delete when a client's disconnect cancels its running jobs.
     """
     queue_class = gradio.queueing.Queue
     original = queue_class.clean_events

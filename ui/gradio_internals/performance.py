@@ -37,7 +37,7 @@ def skip_missing_matplotlib() -> None:
     sys.modules is Python's own way to say "not importable": the import then fails at once. Only when matplotlib
     is absent, so a Plot would still work.
 
-    Upstream: not reported as of 2026-12-01 (searched gradio-app/gradio). Delete when MatplotlibBackendMananger
+    Upstream: docs/upstream/gradio.md (searched gradio-app/gradio: not reported). Delete when MatplotlibBackendMananger
     imports matplotlib once (or only for Plot outputs).
     """
     if importlib.util.find_spec("matplotlib") is None:
@@ -49,7 +49,7 @@ def cache_init_signatures(blocks: gr.Blocks) -> None:
     components an event touches, and again on each prop update. `inspect.signature` returns a function's
     `__signature__` when it has one (PEP 362), so computing it once per class changes nothing but the time.
 
-    Upstream: not reported as of 2026-12-01. Delete when BlocksConfig.config_for_block caches the signature.
+    Upstream: docs/upstream/gradio.md. Delete when BlocksConfig.config_for_block caches the signature.
     """
     for block in blocks.blocks.values():
         for cls in type(block).__mro__:
@@ -100,7 +100,7 @@ class _WithoutComponents:
 class SessionStateWithoutDeepLinks(gradio.state_holder.SessionState):
     """Gradio's SessionState (its own __init__ runs), with `UnkeptConfigs` for the per-component configs.
 
-    Upstream: not reported as of 2026-12-01. Delete when SessionState builds config_values only for deep links.
+    Upstream: docs/upstream/gradio.md. Delete when SessionState builds config_values only for deep links.
     """
 
     def __init__(self, blocks: gr.Blocks) -> None:
@@ -147,7 +147,7 @@ class _QueueingAsyncio(types.ModuleType):
 
 def wake_the_idle_queue_on_push(blocks: gr.Blocks) -> None:
     """Gradio's queue looks for work every millisecond (`Queue.start_processing`, `sleep_when_free`) and for
-    progress every 10 ms, busy or idle: 40-60 ms of CPU a second on an idle Space, on the event loop. Here, while
+    progress every 10 ms, busy or idle: most of the CPU an idle Space uses, on the event loop. Here, while
     nothing is queued or running, both wait until the next push (`Queue.push`, the one way in) wakes them, or
     IDLE_WAIT_SECONDS; with work about, they poll as Gradio does.
 
