@@ -27,11 +27,12 @@ Run from the repository root (5-8 minutes with the defaults; keep it under `time
 It prints one table per N: mode | wall s | x direct | TTFT p50 / p95 ms | TTFT added by the app (p50 minus the
 direct p50) | complete (exact final text, all rounds) | updates per stream | app CPU ms per streamed update. Then
 the cold start (process start to the first answer of `/greet` over HTTP, with the OpenAI backend), the app's RSS
-(idle, after the load, peak) and idle CPU, the targets marked ok or MISS (for the page and /chat), and, as the last
-line, a one-line SUMMARY. Wall is the median over rounds, and the ratio the median of the per-round ratios; TTFT
-percentiles pool every stream of every round. CPU is user+system time of the app's process tree, read from /proc
-around each run; the fake server's CPU is not counted (it is shown apart). Progress goes to stderr. Exit status 0,
-or 1 with --check when a target is missed.
+(idle, after the load, peak) and idle CPU, another visitor's `/greet` latency (called over HTTP every 20 ms from a
+thread, for 2 s with the app otherwise idle, then through one more run of 64 page chats, which is not in the
+tables), the targets marked ok or MISS, and, as the last line, a one-line SUMMARY. Wall is the median over
+rounds, and the ratio the median of the per-round ratios; TTFT percentiles pool every stream of every round. CPU is
+user+system time of the app's process tree, read from /proc around each run; the fake server's CPU is not counted
+(it is shown apart). Progress goes to stderr. Exit status 0, or 1 with --check when a target is missed.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,10 @@ TARGET_ADDED_TTFT_1_MS = 15.0
 TARGET_ADDED_TTFT_64_MS = 150.0
 TARGET_CPU_PER_UPDATE_MS = 0.3
 TARGET_COLD_START_S = 3.0
+# Another visitor's /greet while the page's chats stream (the loop is never blocked), and the app at rest.
+TARGET_GREET_P99_MS = 50.0
+GREET_PROBE_N = 64
+TARGET_IDLE_CPU_MS = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -675,6 +680,9 @@ class Bench:
     idle_rate: float = 0.0  # CPU seconds per second the app burns with nothing to do
     started: float = field(default_factory=time.monotonic)
     partial: bool = False
+    # /greet's latencies in seconds, the app otherwise idle ("idle") and while GREET_PROBE_N page chats stream.
+    greets: dict[str, list[float]] = field(default_factory=dict)
+    _stop_probe: bool = False
 
     def timeout(self, n: int) -> float:
         return float(self.args.timeout or 30 + 4 * self.args.tokens * self.args.delay + 0.1 * n)
@@ -711,9 +719,44 @@ class Bench:
                             self.partial = True
                             return runs
                         runs.append(await self._run(mode, n, round_, http, openai_client))
+            if GREET_PROBE_N in self.args.n:
+                self.greets["idle"] = await asyncio.to_thread(self._greet_for, 2.0)
+                probe = asyncio.create_task(asyncio.to_thread(self._greet_until_stopped))
+                mode = UI if UI in self.modes(GREET_PROBE_N) else CHAT
+                await self._run(mode, GREET_PROBE_N, -1, http, openai_client, label="with /greet probe")
+                self._stop_probe = True
+                self.greets["loaded"] = await probe
         return runs
 
-    async def _run(self, mode: str, n: int, round_: int, http: httpx.AsyncClient, openai_client: AsyncOpenAI) -> Run:
+    def _greet_for(self, seconds: float) -> list[float]:
+        until = time.monotonic() + seconds
+        return self._greets(lambda: time.monotonic() > until)
+
+    def _greet_until_stopped(self) -> list[float]:
+        self._stop_probe = False
+        return self._greets(lambda: self._stop_probe)
+
+    def _greets(self, stop: Callable[[], bool]) -> list[float]:
+        """Another visitor, in a thread of its own: /greet over HTTP as curl calls it, every 20 ms, until `stop()`."""
+        latencies: list[float] = []
+        with httpx.Client(base_url=self.app_url, timeout=30) as http:
+            while not stop():
+                started = time.perf_counter()
+                event = http.post("gradio_api/call/greet", json={"data": ["bench"]}).json()["event_id"]
+                http.get(f"gradio_api/call/greet/{event}")
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.02)
+        return latencies
+
+    async def _run(
+        self,
+        mode: str,
+        n: int,
+        round_: int,
+        http: httpx.AsyncClient,
+        openai_client: AsyncOpenAI,
+        label: str | None = None,
+    ) -> Run:
         clients = await asyncio.to_thread(_make_clients, self.app_url, n) if mode == GRADIO_CLIENT else []
         await asyncio.sleep(0.3)  # let the previous run's connections close before the clock starts
         app_cpu, backend_cpu = cpu_seconds(self.app_pid), cpu_seconds(self.backend_pid)
@@ -742,7 +785,7 @@ class Bench:
             client_cpu=client_cpu,
             window=window,
         )
-        label = "warm-up" if round_ < 0 else f"round {round_ + 1}/{self.args.rounds}"
+        label = label or ("warm-up" if round_ < 0 else f"round {round_ + 1}/{self.args.rounds}")
         errors = {s.error for s in run.streams if s.error}
         print(
             f"{label} N={n} {mode}: {wall:.2f} s, {sum(s.complete for s in run.streams)}/{n} complete"
@@ -905,6 +948,17 @@ def report(
         f"app RSS: idle {_fmt(memory.get('idle'), '.0f')} MB, after the load {_fmt(memory.get('after'), '.0f')} MB, "
         f"peak {_fmt(memory.get('peak'), '.0f')} MB; idle CPU {_fmt(memory.get('idle_cpu'), '.1f')} ms/s"
     )
+    idle_cpu = memory.get("idle_cpu")
+    idle_greets, loaded_greets = bench.greets.get("idle", []), bench.greets.get("loaded", [])
+    greet_p99 = percentile(loaded_greets, 99)
+    if loaded_greets:
+        lines.append(
+            f"another visitor's /greet over HTTP: {_fmt(percentile(idle_greets, 50), '.1f', scale=1000)} ms p50, "
+            f"{_fmt(percentile(idle_greets, 99), '.1f', scale=1000)} ms p99 with the app otherwise idle "
+            f"({len(idle_greets)} calls); {_fmt(percentile(loaded_greets, 50), '.1f', scale=1000)} ms p50, "
+            f"{_fmt(greet_p99, '.1f', scale=1000)} ms p99 while {GREET_PROBE_N} page chats stream "
+            f"({len(loaded_greets)} calls)"
+        )
     lines.append(
         "CPU ms/upd: the app's process tree, user+system, per update received; net of idle: less its idle CPU "
         "over the same time. CPU s: median per run of the app, the fake server and this script's clients; "
@@ -943,6 +997,15 @@ def report(
         (
             f"cold start {_fmt(cold, '.2f')} s (<= {TARGET_COLD_START_S:g} s)",
             None if cold is None else cold <= TARGET_COLD_START_S,
+        ),
+        (
+            f"another visitor's /greet while {GREET_PROBE_N} page chats stream {_fmt(greet_p99, '.1f', scale=1000)} "
+            f"ms p99 (<= {TARGET_GREET_P99_MS:g} ms)",
+            None if greet_p99 is None else greet_p99 * 1000 <= TARGET_GREET_P99_MS,
+        ),
+        (
+            f"idle CPU {_fmt(idle_cpu, '.1f')} ms/s (<= {TARGET_IDLE_CPU_MS:g} ms/s)",
+            None if idle_cpu is None else idle_cpu <= TARGET_IDLE_CPU_MS,
         ),
     ]
     lines.append("targets:")

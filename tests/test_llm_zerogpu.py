@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import pytest
@@ -252,7 +253,18 @@ def zerogpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZeroGPU]:
     machine without one: spaces then sizes leases as for an H200 (duration factor 1)."""
     api = FakeZeroGPU()
     monkeypatch.setattr(Config, "zero_device_api_url", api.url)
+    # spaces makes an httpx client per call and never closes it: closed here, not by a later test's collector.
+    made: list[Any] = []
+
+    def api_client() -> Any:
+        made.append(original())
+        return made[-1]
+
+    original = client.api_client
+    monkeypatch.setattr(client, "api_client", api_client)
     yield api
+    for each in made:
+        each.client.close()
     api.close()
 
 
