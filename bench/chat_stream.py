@@ -235,6 +235,8 @@ def _app_env(backend_url: str, model: str) -> dict[str, str]:
         RATE_LIMIT_PER_SESSION="none",
         RATE_LIMIT_PER_IP="none",
         QUEUE_MAX_SIZE="none",
+        OWNER_DAILY_TOKENS="none",
+        DAILY_TOKENS_PER_IP="none",
         # Every bench client comes from 127.0.0.1, one address.
         **PER_ADDRESS_LIMITS_OFF,
         HISTORY_SECRET="bench-history-secret-0123456789abcdef",
@@ -461,7 +463,9 @@ class BrowserSession:
         self.values = dict(schema.defaults)
         self.values[schema.message] = MESSAGE
         if schema.ui_message is not None:
-            self.values[schema.ui_message] = MESSAGE
+            # The page's box is a MultimodalTextbox: its value is the text and the files attached (none here).
+            multimodal = schema.types.get(schema.ui_message) == "multimodaltextbox"
+            self.values[schema.ui_message] = {"text": MESSAGE, "files": []} if multimodal else MESSAGE
         self.result = Stream()
         self.diffed_text = ""
         self.final_text = ""
