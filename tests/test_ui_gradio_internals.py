@@ -118,6 +118,10 @@ class TestSessionsWithoutDeepLinks:
         assert set(vars(session)) == set(vars(plain))
         text_id = next(i for i, block in demo.blocks.items() if isinstance(block, gr.Textbox))
         session._update_value_in_config(text_id, "a 6 MB conversation")
+        built: list[int] = []
+        session.blocks_config.config_for_block = lambda key, *args: built.append(key)  # type: ignore[method-assign]
+        session._update_config(text_id)  # after a property update
+        assert built == []
         assert list(session.config_values) == []
         assert session.config_values[text_id] == {}
         assert list(session.components) == []
