@@ -213,7 +213,9 @@ class TestDocumentedUsage:
     def test_demo_is_importable(self):
         """`from app import demo` builds the Blocks without launching it (the notebook path)."""
         code = "from app import demo; import gradio as gr; assert isinstance(demo, gr.Blocks); print('ok')"
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=app_env(), capture_output=True, text=True)
+        # A model server named (never called): without one, the build would try the local model first.
+        env = app_env(OPENAI_BASE_URL="http://127.0.0.1:9/v1", LLM_MODEL="m")
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
         assert result.stdout.strip() == "ok", result.stderr
 
 
