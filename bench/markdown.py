@@ -2,11 +2,12 @@
 
     python bench/markdown.py [--size 1000000] [--rounds 3] [--reply 100000] [--piece 20]
 
-Whole texts: each shape of tests/support/pathological.py at `--size` characters (1 MB by default), timed three
+Whole texts: each shape of tests/support/pathological.py at `--size` characters (1 MB by default), timed two
 ways, taking turns round by round so that drift on a shared machine hits them alike:
 
-- markdown-it:     `MarkdownIt("commonmark").render(text)`: a linear CommonMark parser turning the text into HTML,
-                   the reference for what one pass over the text costs in Python;
+- markdown-it:     `MarkdownIt("commonmark").render(text)`: a CommonMark parser turning the text into HTML, the
+                   reference for what a pass over the text costs in Python (some of these shapes make it
+                   superlinear, as its column shows);
 - safe_markdown:   `services.markdown.safe_markdown(text)`: what the app does to every text it shows (the marked
                    model deciding what is code, every other `<` escaped, images made links).
 

@@ -120,8 +120,8 @@ def test_the_space_holds_while_attacked(tmp_path: Path):
                 received = proxy.received
         finally:
             stop_app(app)
-    # Each greeting under 1 s and one every 0.1 s after it: the probe covered the whole attack if it made at least
-    # one a second (two shared cores, Chromium and seven attackers leave it fewer than the idle 10 a second).
+    # Each greeting is under 1 s (asserted below), so at least one a second means the probe covered the whole
+    # attack; more is not asked of it, since the attackers and Chromium share the machine's cores with it.
     assert len(latencies) >= ATTACK_SECONDS, f"only {len(latencies)} greetings in {ATTACK_SECONDS} s"
     assert all("Hello, Ada!" in text for text in greetings)
     assert max(latencies) < 1.0, f"/greet took up to {max(latencies):.2f} s"

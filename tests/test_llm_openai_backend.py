@@ -736,6 +736,7 @@ class TestSecretsInTheReply:
         # tests, tests/test_redact.py, cut anywhere).
         for cut in sorted({start + 1, start + 2, *range(start + 3, start + len(echoed), max(3, len(echoed) // 6))}):
             fake.reset()
+            fake.behaviour.delay = 0.0  # the pieces' timing plays no part here
             fake.behaviour.pieces = (text[:cut], text[cut:])
             request = ChatRequest(MESSAGES, PARAMS, model="m", api_key=VISITOR_TOKEN)
             deltas = run_stream(make_backend(fake.base_url), request)
