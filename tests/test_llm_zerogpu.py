@@ -255,12 +255,12 @@ def zerogpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZeroGPU]:
     monkeypatch.setattr(Config, "zero_device_api_url", api.url)
     # spaces makes an httpx client per call and never closes it: closed here, not by a later test's collector.
     made: list[Any] = []
+    original = client.api_client
 
     def api_client() -> Any:
         made.append(original())
         return made[-1]
 
-    original = client.api_client
     monkeypatch.setattr(client, "api_client", api_client)
     yield api
     for each in made:
