@@ -54,6 +54,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What exists once the tests are collected (gradio, torch and transformers imported, the test items made)
+    lives for the whole run: frozen, the collector no longer walks it at each full collection, which made every
+    collection, and so the tests that run one and pytest's own at the end, take a large part of a second."""
+    gc.freeze()
+
+
 _last_was_unit = True
 
 

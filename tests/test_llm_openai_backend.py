@@ -37,9 +37,17 @@ from services.llm.openai_backend import (
     router_endpoint,
 )
 from services.redact import Scrubber
-from tests.support.fake_openai import MODEL, FakeOpenAI, Fault, free_port
+from tests.support.fake_openai import MODEL, Behaviour, FakeOpenAI, Fault, free_port
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """This module's server streams without pauses; the tests where the pieces' timing matters set a delay."""
+    with FakeOpenAI(Behaviour()) as server:
+        yield server
+
 
 # Neither secret is shaped like a credential (no sk-/hf_ prefix, under 32 characters), so only the backend's
 # Scrubber (the owner's key) and the request's secret scope (the visitor's token) can mask them. Their base64
@@ -912,7 +920,7 @@ class TestCutStreams:
 
     def test_closing_early_disconnects_promptly(self, fake: FakeOpenAI):
         """Closing the stream after one piece returns at once, and the server sees the client go away."""
-        fake.behaviour.tokens = 200
+        fake.behaviour.tokens, fake.behaviour.delay = 200, 0.02
 
         async def go() -> tuple[float, float]:
             backend = make_backend(fake.base_url)
@@ -935,7 +943,7 @@ class TestCutStreams:
     def test_closing_from_another_task(self, fake: FakeOpenAI):
         """A stream read in one task and closed from another (Gradio's /cancel closes the iterator from the
         request handler) closes cleanly, and the server sees the disconnect."""
-        fake.behaviour.tokens = 200
+        fake.behaviour.tokens, fake.behaviour.delay = 200, 0.02
 
         async def go() -> None:
             backend = make_backend(fake.base_url)
@@ -1041,7 +1049,7 @@ class TestSilence:
         50 ms do not keep a reply open, and the connection is closed."""
         fake.behaviour.faults.append(Fault(stall_after=2, stall_with=filler, stall_every=0.05))
         received: list[Delta] = []
-        backend = make_backend(fake.base_url, timeout=0.5)
+        backend = make_backend(fake.base_url, timeout=0.3)
         started = time.monotonic()
 
         async def go() -> None:
@@ -1057,16 +1065,16 @@ class TestSilence:
         assert received == [Delta("You"), Delta(" said:")]
         assert str(caught.value) == (
             f"The reply was cut off: the model server at {server_of(fake.base_url)} sent nothing of the reply for "
-            "0.5 s (LLM_TIMEOUT). Try again, or raise LLM_TIMEOUT."
+            "0.3 s (LLM_TIMEOUT). Try again, or raise LLM_TIMEOUT."
         )
-        assert 0.5 <= elapsed < 2
+        assert 0.3 <= elapsed < 2
         assert fake.wait_for_disconnect(1) is not None
 
     def test_pieces_slower_than_the_timeout_in_all_are_fine(self, fake: FakeOpenAI):
-        """The limit is on each silence, not on the reply: pieces 0.2 s apart for 1.2 s, under a 0.5 s LLM_TIMEOUT,
+        """The limit is on each silence, not on the reply: pieces 0.1 s apart for 0.6 s, under a 0.4 s LLM_TIMEOUT,
         stream to the end."""
-        fake.behaviour.tokens, fake.behaviour.delay = 6, 0.2
-        deltas = run_bounded(make_backend(fake.base_url, timeout=0.5))
+        fake.behaviour.tokens, fake.behaviour.delay = 6, 0.1
+        deltas = run_bounded(make_backend(fake.base_url, timeout=0.4))
         assert "".join(delta.text for delta in deltas) == "t0 t1 t2 t3 t4 t5 "
         assert deltas[-1].usage == Usage(6, 6)
 
@@ -1075,12 +1083,12 @@ class TestSilence:
         fake.behaviour.delay = 0.0
 
         async def go() -> list[Delta]:
-            backend = make_backend(fake.base_url, timeout=0.3)
+            backend = make_backend(fake.base_url, timeout=0.1)
             deltas = []
             try:
                 async for delta in backend.stream(REQUEST):
                     deltas.append(delta)
-                    await asyncio.sleep(0.4)
+                    await asyncio.sleep(0.15)
             finally:
                 await backend.aclose()
             return deltas

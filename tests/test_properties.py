@@ -224,7 +224,8 @@ class TestSafeMarkdown:
 
     @given(st.text(alphabet=st.characters(blacklist_characters="!<"), max_size=200))
     def test_text_without_bang_or_angle_is_untouched(self, value):
-        """The fast path gives back the very text."""
+        """The fast path gives back the very text (but for a mermaid fence, which is always neutralised)."""
+        assume("```mermaid" not in value)
         assert safe_markdown(value) is value
 
 

@@ -5,6 +5,7 @@ streaming tool calls as OpenAI-compatible servers do."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,18 @@ def tools_env(model_server: FakeOpenAI, calc: McpServer, *, down: str, **env: st
 def target(model_server: FakeOpenAI, calc: McpServer, tmp_path_factory) -> Iterator[RunningApp]:
     down = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there: down at start-up
     with running_app(tmp_path_factory.mktemp("tools"), **tools_env(model_server, calc, down=down)) as app:
+        wait_for_tools(app, "calc")
         yield app
+
+
+def wait_for_tools(app: RunningApp, server: str, timeout: float = 30.0) -> None:
+    """Start-up waits at most START_WAIT for a server and the app serves without it until it answers; a busy
+    runner's first MCP handshake can take longer than that, so the tests wait for the app's own word."""
+    deadline = time.monotonic() + timeout
+    offered = re.compile(rf"MCP server {re.escape(server)}: [1-9]\d* tool\(s\) offered")
+    while not offered.search(app.log()):
+        assert time.monotonic() < deadline, f"{server}'s tools were not offered in {timeout:g} s:\n{app.log()}"
+        time.sleep(0.05)
 
 
 def ask(app: RunningApp, message: str = "Use the tool") -> str:

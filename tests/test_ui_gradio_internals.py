@@ -171,7 +171,7 @@ class TestMatplotlib:
 
 class TestIdleQueue:
     def test_an_idle_queue_waits_for_a_push_and_a_push_wakes_it(self, restore_gradio, monkeypatch):
-        """Gradio's two queue loops, run for real: idle, they look for work a few times in 0.6 s (Gradio's own
+        """Gradio's two queue loops, run for real: idle, they look for work a few times in 0.3 s (Gradio's own
         loops look every millisecond); a push (here one Gradio refuses at once) wakes them within milliseconds.
         Twice, each on a loop of its own, as a Blocks closed and launched again runs its queue."""
         demo = small_blocks()
@@ -191,13 +191,14 @@ class TestIdleQueue:
             nonlocal looks
             queue.stopped, looks = False, 0
             loops = [asyncio.create_task(queue.start_processing()), asyncio.create_task(queue.start_progress_updates())]
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.3)
             idle = looks
             refused = await queue.push(SimpleNamespace(fn_index=None), None, None)  # type: ignore[arg-type]
             assert refused[2] == "error"
             await asyncio.sleep(0.02)
             woken = looks - idle
             queue.stopped = True
+            await queue.push(SimpleNamespace(fn_index=None), None, None)  # type: ignore[arg-type]  # they see it
             assert await asyncio.gather(*loops, return_exceptions=True) == [None, None]  # neither loop failed
             return idle, woken
 

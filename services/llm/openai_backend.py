@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import ssl
@@ -246,6 +247,13 @@ def _read_chunk(data: str) -> tuple[str, str, str | None, Usage | None, tuple[To
     return text, thinking, finish, usage, calls
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The SDK's own default TLS settings (its CA bundle, SSL_CERT_FILE and SSL_CERT_DIR), made once per process:
+    reading the CA bundle is most of the cost of a new client, and a context is safe to share."""
+    return httpx2.create_ssl_context()
+
+
 class OpenAIBackend:
     """Streams chat completions from one shared `AsyncOpenAI` client, so connections are reused.
 
@@ -292,7 +300,7 @@ class OpenAIBackend:
             # The SDK's aiohttp transport (the `openai[aiohttp]` extra): reading a stream through httpx2/httpcore
             # costs an anyio cancel scope and five generator layers per chunk, several times the CPU of
             # aiohttp's C parser. The event loop that reads the backend also serves every chat.
-            http_client=openai.DefaultAioHttpClient(),
+            http_client=openai.DefaultAioHttpClient(verify=_tls_context()),
         )
 
     @classmethod
