@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +23,6 @@ FAULTS = (
     None,  # a normal reply in between
 )
 ROUNDS = 50  # 300 requests
-IDLE_WORKER_SECONDS = 10  # anyio's WorkerThread.MAX_IDLE_TIME
 
 
 def threads(pid: int) -> int:
@@ -51,7 +49,8 @@ def chat(http: httpx.Client, message: str) -> str:
 
 @pytest.mark.parametrize("workers", [8])
 def test_faulty_requests_leak_nothing(tmp_path: Path, workers: int):
-    """300 requests, most failing in one of five ways, leave threads, sockets and the queue as they were."""
+    """300 requests, most failing in one of five ways, leave the queue empty, and threads and sockets within a
+    load's worth of where they were."""
     with FakeOpenAI(Behaviour(delay=0.001)) as server:
         app = start_app(
             tmp_path,
@@ -76,28 +75,20 @@ def test_faulty_requests_leak_nothing(tmp_path: Path, workers: int):
                         server.behaviour.faults.append(fault)
                     return chat(http, f"request {i}")
 
-                def settled() -> tuple[int, int]:
-                    """Threads and sockets once Gradio's worker pool has shed its idle threads.
-
-                    AnyIO keeps idle worker threads for 10 s and prunes them on the next call that needs one
-                    (/greet is a sync handler): without this, the pool's size under load would look like a leak.
-                    """
-                    time.sleep(IDLE_WORKER_SECONDS + 0.5)
-                    greeted = http.post("/gradio_api/call/greet", json={"data": ["Ada"]})
-                    http.get(f"/gradio_api/call/greet/{greeted.json()['event_id']}")
+                def counts() -> tuple[int, int]:
                     return threads(pid), sockets(pid)
 
-                # Warm up with the same mix at the same concurrency, so pools have been used before the baseline.
+                # Warm up with the same mix at the same concurrency, so pools have grown to what this load needs
+                # before the baseline. The pools may hold a few more threads or connections after the run than
+                # before (AnyIO keeps idle worker threads for 10 s); a leak of one a failed request shows hundreds.
                 list(pool.map(one, range(workers * len(FAULTS))))
-                baseline = settled()
+                baseline = counts()
                 outcomes = list(pool.map(one, range(ROUNDS * len(FAULTS))))
                 assert outcomes.count("error") >= ROUNDS * 4  # the faults really happened
                 assert outcomes.count("complete") >= ROUNDS // 2
-                after = settled()
-                assert after[0] <= baseline[0] + 1, f"threads {baseline[0]} -> {after[0]}"
-                # A leak of one socket per failed request would show hundreds; the pool to the model server may
-                # keep a connection more or less than at the baseline.
-                assert after[1] <= baseline[1] + 2, f"sockets {baseline[1]} -> {after[1]}"
+                after = counts()
+                assert after[0] <= baseline[0] + workers, f"threads {baseline[0]} -> {after[0]}"
+                assert after[1] <= baseline[1] + workers, f"sockets {baseline[1]} -> {after[1]}"
                 server.behaviour.faults.clear()
                 assert chat(http, "still there?") == "complete"
                 status = http.get("/gradio_api/queue/status").json()

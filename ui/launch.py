@@ -10,6 +10,7 @@ session bounds and unread results, the theme, and the switches of what the Space
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -234,6 +235,10 @@ class SpaceBlocks(gr.Blocks):
         async def lifespan(app: Any) -> AsyncIterator[Any]:
             # Started, not awaited: a model server that is slow to list its models delays no one.
             starting = [asyncio.ensure_future(start()) for start in on_startup]
+            # What exists now (gradio, torch, the page's blocks) lives as long as the server: frozen, it is left
+            # out of the collector's full passes, each of which otherwise walked it all with the event loop held.
+            gc.collect()
+            gc.freeze()
             try:
                 if inner is None:
                     yield None
