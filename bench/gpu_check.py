@@ -117,6 +117,8 @@ def _direct(backend: LocalBackend, tokens: int) -> tuple[str, int, float, float]
     first: list[float] = []
 
     class FirstToken(TextStreamer):
+        next_tokens_are_prompt: bool  # TextStreamer's own flag: the first put() is the prompt
+
         def put(self, value: torch.Tensor) -> None:
             if self.next_tokens_are_prompt:
                 self.next_tokens_are_prompt = False

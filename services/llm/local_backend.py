@@ -199,7 +199,7 @@ def _load(name: str) -> LoadedModel:
             f"{name!r} is not a causal language model checkpoint: {len(missing)} weights are missing "
             f"(such as {missing[0]!r}).",
         )
-    model.to(device).eval()  # type: ignore[arg-type]  # transformers types `to` for dtypes only
+    model.to(device).eval()
     context = _context_window(model, tokenizer)
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     logger.info(
@@ -314,7 +314,7 @@ class _BatchingStreamer(TextIteratorStreamer):
 
     def put(self, value: torch.Tensor) -> None:
         if self.skip_prompt and self.next_tokens_are_prompt:
-            super().put(value)  # type: ignore[no-untyped-call]  # the prompt: the parent notes it has gone by
+            super().put(value)  # the prompt: the parent notes it has gone by
             return
         if value.dim() > 1:
             if value.shape[0] > 1:
@@ -332,11 +332,11 @@ class _BatchingStreamer(TextIteratorStreamer):
 
     def end(self) -> None:
         self._hand_over()
-        super().end()  # type: ignore[no-untyped-call]
+        super().end()
 
     def _hand_over(self) -> None:
         if self._waiting:
-            super().put(torch.tensor(self._waiting))  # type: ignore[no-untyped-call]
+            super().put(torch.tensor(self._waiting))
             self._waiting.clear()
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
