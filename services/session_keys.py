@@ -29,10 +29,13 @@ __all__ = ["MIN_HASH_BITS", "SessionKeys", "hash_problem", "hash_strength"]
 
 MIN_HASH_CHARS = 6
 MAX_HASH_CHARS = 128
-# What a hash must keep by `hash_strength` (about three random characters): Gradio's page and @gradio/client send
-# Math.random().toString(36) without its "0." (7 to 14 base-36 characters; of a million, none scored under 14 bits),
-# gradio_client a uuid4 (over 55 bits); "my-session-1", counts, words and runs score 0 to 9.
-MIN_HASH_BITS = 12.0
+# What a hash must keep by `hash_strength`: two random letters, or a letter and a digit. It sits below anything a
+# random generator plausibly makes, because a page refused here is a visitor locked out until a reload. Gradio's
+# page and @gradio/client send Math.random().toString(36) without its "0." (6 to 14 base-36 characters), and a
+# few in ten million of those hold a word, a count and a run that leave only two random letters (9.4 bits);
+# gradio_client sends a uuid4 (over 55 bits). Names people choose ("my-session-1", counts, words, runs) leave 0
+# to 3.3 bits.
+MIN_HASH_BITS = 8.0
 _ALLOWED = re.compile(r"[A-Za-z0-9_-]+\Z")
 _LETTERS = re.compile(r"[a-z]+")
 _DIGITS = re.compile(r"[0-9]+")
