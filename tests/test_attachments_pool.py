@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from services.attachments import AttachmentReader, DocumentPart, ImagePart, Upload
+from services.attachments import pool
 from services.attachments.pool import _worker_env
 from services.config import Settings
 from services.errors import AttachmentError
@@ -136,23 +138,23 @@ class TestHostileFiles:
         gaps, outcomes = asyncio.run(scenario())
         assert all(isinstance(outcome, AttachmentError) for outcome in outcomes), outcomes
         assert len(gaps) > 20
-        assert max(gaps) < 0.1
+        # A file read on the loop would stop it for seconds; a busy runner's scheduling, for tens of ms.
+        assert max(gaps) < 0.25
 
     def test_another_visitor_is_served(self, reader, upload, hostile):
         """A hostile PDF holds one worker to the time bound; a photo sent meanwhile is read by the other at once."""
         photo = upload(files.photo(1200, 900), "visitor.jpg")
 
-        async def scenario() -> tuple[float, BaseException | object]:
+        async def scenario() -> tuple[bool, BaseException | object]:
             stuck = asyncio.ensure_future(reader.read([hostile[3]]))
             await asyncio.sleep(0.2)
-            started = time.perf_counter()
             parts = await reader.read([photo])
-            served = time.perf_counter() - started
             assert isinstance(parts[0], ImagePart)
-            return served, (await asyncio.gather(stuck, return_exceptions=True))[0]
+            served_first = not stuck.done()
+            return served_first, (await asyncio.gather(stuck, return_exceptions=True))[0]
 
-        served, stuck = asyncio.run(scenario())
-        assert served < 1.0
+        served_first, stuck = asyncio.run(scenario())
+        assert served_first, "the photo waited for the stuck PDF's worker"
         assert isinstance(stuck, AttachmentError)
 
     def test_a_bomb_and_blank_pages_are_refused_quickly(self, reader, hostile):
@@ -194,6 +196,29 @@ class TestWorkers:
         reader.close()
         with pytest.raises(AttachmentError, match=r"^The Space is stopping"):
             asyncio.run(reader.read([upload(b"late", "late.txt")]))
+
+    def test_a_worker_s_start_is_not_the_file_s_time(self, upload, monkeypatch):
+        """A worker that takes longer to start than ATTACHMENT_TIMEOUT (a busy machine) still reads the file: the
+        bound is on reading, not on the interpreter's start."""
+        slow = "import runpy, time; time.sleep(2); runpy.run_module('services.attachments.worker', run_name='__main__')"
+        monkeypatch.setattr(pool, "_WORKER", (sys.executable, "-c", slow))
+        reader = AttachmentReader(Settings(attachment_timeout=1.0, attachment_workers=1))
+        try:
+            parts = asyncio.run(reader.read([upload(b"late start", "late.txt")]))
+        finally:
+            reader.close()
+        assert parts == [DocumentPart(name="late.txt", kind="text", text="late start")]
+
+    def test_a_worker_that_never_starts(self, upload, monkeypatch):
+        """A worker that never says it is ready is replaced, and the file is refused with a sentence."""
+        monkeypatch.setattr(pool, "_WORKER", (sys.executable, "-c", "import time; time.sleep(60)"))
+        monkeypatch.setattr(pool, "_START_SECONDS", 0.5)
+        reader = AttachmentReader(Settings(attachment_workers=1))
+        try:
+            with pytest.raises(AttachmentError, match=r"^The Space is busy: attach the file again in a moment\.$"):
+                asyncio.run(reader.read([upload(b"x", "never.txt")]))
+        finally:
+            reader.close()
 
     def test_a_worker_that_dies_is_replaced(self, upload):
         """A worker killed from outside (as the kernel would on memory) costs that file only."""

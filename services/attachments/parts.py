@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from services.llm.base import Content, ContentPart, ImageUrlPart
 from services.text import clean
 
 if TYPE_CHECKING:
+    # Types only: the attachment worker imports this module, and services.llm would bring the openai SDK into a
+    # process that only reads files (a second of every worker's start).
     from services.config import Settings
+    from services.llm.base import Content, ContentPart, ImageUrlPart
 
 __all__ = [
     "MAX_NAME_CHARS",

@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[2]
 _WORKER = (sys.executable, "-m", "services.attachments.worker")
 # An answer is an image's data URL (a few MB) at most; anything larger is not one of the worker's.
 _MAX_ANSWER_BYTES = 64 << 20
+# A worker's start is not the file's time: it is a fraction of a second, but on a busy machine it can take
+# seconds, and a file must not be refused for that. A worker not ready after this long is broken.
+_START_SECONDS = 30.0
 # Words that mark an environment variable as a credential, kept out of the workers' environment.
 _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
 
@@ -57,6 +60,10 @@ class _Stuck(Exception):
 
 class _Lost(Exception):
     """The worker died, or answered something that is not an answer."""
+
+
+class _Unready(Exception):
+    """The worker did not start in time."""
 
 
 class AttachmentReader:
@@ -146,7 +153,10 @@ class AttachmentReader:
         worker = self._idle.get()
         try:
             worker = worker or self._spawn()
-            answer = worker.call(request, deadline=time.monotonic() + self._timeout)
+            answer = worker.call(request, timeout=self._timeout)
+        except _Unready:
+            worker = self._replace(worker)
+            raise AttachmentError(name, "The Space is busy: attach the file again in a moment.") from None
         except _Stuck:
             worker = self._replace(worker)
             raise AttachmentError(
@@ -208,11 +218,17 @@ class _Worker:
         )
         return cls(process)
 
-    def call(self, request: dict[str, Any], *, deadline: float) -> Any:
+    def call(self, request: dict[str, Any], *, timeout: float) -> Any:
+        """The worker's answer to `request`, within `timeout` seconds of the worker being ready."""
         if not self._ready:
-            if self._receive(deadline) != {"ready": True}:
+            try:
+                ready = self._receive(time.monotonic() + _START_SECONDS)
+            except _Stuck:
+                raise _Unready from None
+            if ready != {"ready": True}:
                 raise _Lost
             self._ready = True
+        deadline = time.monotonic() + timeout
         payload = json.dumps(request).encode()
         frame = memoryview(struct.pack(">I", len(payload)) + payload)
         assert self._process.stdin is not None
