@@ -10,11 +10,19 @@ from collections.abc import Iterator
 import gradio.queueing
 import gradio.utils
 import pytest
+from hypothesis import settings
 
 from tests.support.apps import ROOT, RunningApp, app_env, fake_backed, running_app, start_app, stop_app
 from tests.support.fake_openai import Behaviour, FakeOpenAI
 
 __all__ = ["ROOT", "RunningApp", "app_env", "fake_backed", "running_app", "start_app", "stop_app"]
+
+# Property tests check what is computed, not how fast (the linear-time tests time the same functions on purpose),
+# and a run must pass or fail the same way each time: the examples follow from the test itself, and none wait on a
+# deadline that a busy machine can miss. `pytest --hypothesis-profile=explore` searches new examples.
+settings.register_profile("repeatable", deadline=None, derandomize=True, database=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile("repeatable")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from services.attachments import AttachmentReader, DocumentPart, ImagePart, Upload
-from services.attachments import pool
+from services.attachments import AttachmentReader, DocumentPart, ImagePart, Upload, pool
 from services.attachments.pool import _worker_env
 from services.config import Settings
 from services.errors import AttachmentError

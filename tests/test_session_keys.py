@@ -81,9 +81,12 @@ class TestHashProblem:
     def test_linear_time(self):
         """The estimate of a 128-character hash costs well under a millisecond, whatever its shape."""
         for value in ("a" * 128, "ab" * 64, "session" * 18, "0123456789" * 12):
-            started = time.perf_counter()
-            hash_strength(value)
-            assert time.perf_counter() - started < 0.005
+            best = float("inf")
+            for _ in range(5):
+                started = time.perf_counter()
+                hash_strength(value)
+                best = min(best, time.perf_counter() - started)
+            assert best < 0.005, value
 
 
 @pytest.mark.e2e
