@@ -120,6 +120,7 @@ class Assistant:
         owner_pays = route.payer == "owner" and self.budgets.enabled
         if owner_pays and self.budgets.remaining(caller.address).tokens == 0:
             self.budgets.reserve(caller.address, prompt_tokens=0, max_tokens=0)  # refuses, saying which and when
+        await route.backend.start()  # what the models take: the start-up's listing may still be on its way
         attached, parts = await self._attachments(options, route, chosen)
         user = Turn("user", text, attachments=attached)
         prepared = prepare_chat(

@@ -94,13 +94,14 @@ class TestLocalChat:
         busy_start = cpu_seconds(pid)
         time.sleep(0.5)
         busy = (cpu_seconds(pid) - busy_start) / 0.5
-        assert busy > 0.5, f"generation was not running ({busy:.0%} of a core)"
+        # Measured against the generation's own pace: a busy runner may give the app less than a core.
+        assert busy > 0.2, f"generation was not running ({busy:.0%} of a core)"
         job.cancel()
         time.sleep(1.0)
         idle_start = cpu_seconds(pid)
         time.sleep(1.0)
         idle = cpu_seconds(pid) - idle_start
-        assert idle < 0.25, f"the server still used {idle:.0%} of a core a second after the cancel"
+        assert idle < busy / 4, f"the server still used {idle:.0%} of a core a second after the cancel ({busy:.0%})"
 
     def test_second_chat_waits_in_the_queue_with_its_position(self, local_app):
         """LOCAL_CONCURRENCY=1: a second caller is queued (rank shown) until the first reply ends."""

@@ -54,6 +54,9 @@ class ScriptedBackend:
     def estimate_prompt_tokens(self, request: ChatRequest) -> int:
         return 7
 
+    async def start(self) -> None:
+        """Nothing to learn."""
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         self.calls.append("stream")
         for piece in self.pieces:

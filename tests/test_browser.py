@@ -94,6 +94,8 @@ class TestChat:
         while not fake.disconnects and time.monotonic() < deadline:
             time.sleep(0.05)
         assert fake.disconnects, "the model server kept streaming after Stop"
+        # The stop is done once its button is gone; an update already on its way may land before that.
+        expect(page.get_by_role("button", name="Stop")).to_have_count(0)
         stopped_at = bot_messages(page)[-1]
         time.sleep(0.5)
         assert bot_messages(page)[-1] == stopped_at

@@ -94,6 +94,9 @@ class ScriptedBackend:
     def estimate_prompt_tokens(self, request: ChatRequest) -> int:
         return estimate_prompt_tokens(request.messages)
 
+    async def start(self) -> None:
+        """Nothing to learn."""
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         self.streamed.append(request)
         try:

@@ -28,6 +28,7 @@ from services.errors import (
     BackendUnavailableError,
     StreamInterruptedError,
 )
+from services.llm import openai_backend
 from services.llm.base import BackendStatus, ChatRequest, Delta, GenerationParams, Message, Usage
 from services.llm.openai_backend import (
     OpenAIBackend,
@@ -537,6 +538,65 @@ class TestModel:
             deltas, error = run_failing(make_backend(base_url, models=()), ChatRequest(MESSAGES, PARAMS))
         assert deltas == []
         assert str(error).startswith(f"The model server at {server_of(base_url)} ")
+
+
+class TestListing:
+    def test_the_listing_says_which_models_see_images(self, fake: FakeOpenAI):
+        """Start-up reads `GET /models` once: a model the listing marks as reading images sees them."""
+        fake.behaviour.models, fake.behaviour.vision_models = ("v", "b"), ("v",)
+        backend = make_backend(fake.base_url, models=("v", "b"))
+
+        async def go() -> None:
+            await backend.start()
+            await backend.start()
+            await backend.aclose()
+
+        asyncio.run(go())
+        assert (backend.sees_images("v"), backend.sees_images("b")) == (True, False)
+        assert len(fake.listings) == 1
+
+    def test_a_chat_waits_for_the_start_up_reading(self, fake: FakeOpenAI):
+        """A chat that comes while start-up's listing is on its way waits for it, instead of deciding that no
+        model sees images; nothing is read twice."""
+        fake.behaviour.models, fake.behaviour.vision_models = ("v",), ("v",)
+        fake.behaviour.listing_delay = 0.3
+        backend = make_backend(fake.base_url, models=("v",))
+
+        async def go() -> bool:
+            starting = asyncio.ensure_future(backend.start())
+            await asyncio.sleep(0.05)
+            await backend.start()  # what the assistant awaits before a turn
+            seen = backend.sees_images("v")
+            await starting
+            await backend.aclose()
+            return seen
+
+        assert asyncio.run(go()) is True
+        assert len(fake.listings) == 1
+
+    def test_a_slow_listing_holds_a_chat_only_so_long(self, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch):
+        """A server that takes long to list holds a chat LISTING_WAIT seconds at most; it then goes on with the
+        models named in the settings."""
+        monkeypatch.setattr(openai_backend, "LISTING_WAIT", 0.2)
+        fake.behaviour.models, fake.behaviour.vision_models = ("v",), ("v",)
+        fake.behaviour.listing_delay = 5.0
+        backend = make_backend(fake.base_url, models=("v",))
+
+        async def go() -> tuple[float, bool]:
+            starting = asyncio.ensure_future(backend.start())
+            await asyncio.sleep(0.05)
+            began = time.monotonic()
+            await backend.start()
+            waited = time.monotonic() - began
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            await backend.aclose()
+            return waited, backend.sees_images("v")
+
+        waited, seen = asyncio.run(go())
+        assert 0.2 <= waited < 1.5
+        assert seen is False
 
 
 class TestCredentials:
@@ -1071,10 +1131,10 @@ class TestSilence:
         assert fake.wait_for_disconnect(1) is not None
 
     def test_pieces_slower_than_the_timeout_in_all_are_fine(self, fake: FakeOpenAI):
-        """The limit is on each silence, not on the reply: pieces 0.1 s apart for 0.6 s, under a 0.4 s LLM_TIMEOUT,
+        """The limit is on each silence, not on the reply: pieces 0.2 s apart for 1.2 s, under a 1 s LLM_TIMEOUT,
         stream to the end."""
-        fake.behaviour.tokens, fake.behaviour.delay = 6, 0.1
-        deltas = run_bounded(make_backend(fake.base_url, timeout=0.4))
+        fake.behaviour.tokens, fake.behaviour.delay = 6, 0.2
+        deltas = run_bounded(make_backend(fake.base_url, timeout=1.0))
         assert "".join(delta.text for delta in deltas) == "t0 t1 t2 t3 t4 t5 "
         assert deltas[-1].usage == Usage(6, 6)
 
@@ -1083,12 +1143,12 @@ class TestSilence:
         fake.behaviour.delay = 0.0
 
         async def go() -> list[Delta]:
-            backend = make_backend(fake.base_url, timeout=0.1)
+            backend = make_backend(fake.base_url, timeout=0.3)
             deltas = []
             try:
                 async for delta in backend.stream(REQUEST):
                     deltas.append(delta)
-                    await asyncio.sleep(0.15)
+                    await asyncio.sleep(0.4)
             finally:
                 await backend.aclose()
             return deltas

@@ -195,7 +195,10 @@ class TestIdleQueue:
             idle = looks
             refused = await queue.push(SimpleNamespace(fn_index=None), None, None)  # type: ignore[arg-type]
             assert refused[2] == "error"
-            await asyncio.sleep(0.02)
+            # Both look again at once; unwoken, they would wait out IDLE_WAIT_SECONDS (1 s from their last look).
+            deadline = time.monotonic() + 0.5
+            while looks - idle < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
             woken = looks - idle
             queue.stopped = True
             await queue.push(SimpleNamespace(fn_index=None), None, None)  # type: ignore[arg-type]  # they see it

@@ -233,7 +233,8 @@ class SpaceBlocks(gr.Blocks):
 
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Any]:
-            # Started, not awaited: a model server that is slow to list its models delays no one.
+            # Started, not awaited: the server takes requests at once; a chat that needs what the model server's
+            # listing says waits for it, a bounded time (`OpenAIBackend.start`).
             starting = [asyncio.ensure_future(start()) for start in on_startup]
             # What exists now (gradio, torch, the page's blocks) lives as long as the server: frozen, it is left
             # out of the collector's full passes, each of which otherwise walked it all with the event loop held.

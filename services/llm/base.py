@@ -248,7 +248,8 @@ class ChatBackend(Protocol):
         ...
 
     async def start(self) -> None:
-        """What the backend learns before the first chat (a server's listing of its models); never raises."""
+        """What the backend learns before the first chat (a server's listing of its models); never raises. Called
+        at start-up and again before a chat decides what the model takes: a later call waits for the first."""
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
 

@@ -77,6 +77,8 @@ _MAX_COUNT = 2**31
 
 # A model server's listing of its models: Hugging Face's router lists a few hundred, in well under a megabyte.
 _MAX_LISTING_BYTES = 8 << 20
+# Seconds a chat waits for start-up's listing (which models take images, call tools) before deciding without it.
+LISTING_WAIT = 5.0
 _MAX_LISTED = 5000
 # Tool calls one chunk may carry (a round has a few): a chunk with more is not one a model sends.
 _MAX_CALLS_A_CHUNK = 64
@@ -288,6 +290,7 @@ class OpenAIBackend:
         self._tooling = frozenset(tool_models)
         self._listed_tooling: frozenset[str] = frozenset()
         self._listing: list[str] | None = None
+        self._listing_begun = False
         # Whether to ask for usage (`stream_options`): until the server refuses the field.
         self._asks_usage = True
         self.stream_interval = stream_interval
@@ -364,7 +367,16 @@ class OpenAIBackend:
 
     async def start(self) -> None:
         """Read the server's listing once, before the first chat: the default model when none is configured, and
-        which models take images. A server that does not answer now is asked again when a chat needs it."""
+        which models take images or call tools. A later call waits for that reading to end (a chat that comes
+        first must not decide without it) and reads nothing. A server that did not answer is asked again only
+        when a chat needs the default model."""
+        if self._listing_begun:
+            # The first reading holds the lock until it ends; a server slow to list holds a chat only so long.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LISTING_WAIT), self._model_lock:
+                    return
+            return
+        self._listing_begun = True
         try:
             if self._model is None:
                 await self._resolve_model()

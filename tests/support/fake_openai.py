@@ -83,6 +83,8 @@ class Behaviour:
     models: tuple[str, ...] = (MODEL,)
     # Models the listing marks as reading images (`architecture.input_modalities`, as Hugging Face's router does).
     vision_models: tuple[str, ...] = ()
+    # Seconds the listing takes to answer (a router slow at start-up).
+    listing_delay: float = 0.0
     usage: bool = True
     usage_every_chunk: bool = False
     strict: bool = False
@@ -219,8 +221,10 @@ def build_app(
     requests: list[dict[str, Any]],
     disconnects: list[float],
     streaming: set[object] | None = None,
+    listings: list[float] | None = None,
 ) -> Starlette:
     open_streams = set() if streaming is None else streaming
+    listed = [] if listings is None else listings
 
     async def completions(request: Request) -> Response:
         body = await request.json()
@@ -305,6 +309,8 @@ def build_app(
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def models(request: Request) -> Response:
+        listed.append(time.monotonic())
+        await asyncio.sleep(behaviour.listing_delay)
         data = [
             {
                 "id": model,
@@ -336,9 +342,10 @@ class FakeOpenAI:
         # time.monotonic() of each stream whose client hung up before the end
         self.disconnects: list[float] = []
         self.streaming: set[object] = set()  # streams still being sent
+        self.listings: list[float] = []  # time.monotonic() of each GET /models
         self.port = port or free_port()
         config = uvicorn.Config(
-            build_app(self.behaviour, self.requests, self.disconnects, self.streaming),
+            build_app(self.behaviour, self.requests, self.disconnects, self.streaming, self.listings),
             host="127.0.0.1",
             port=self.port,
             log_level="critical",
@@ -368,6 +375,7 @@ class FakeOpenAI:
         """Forget the recorded requests and go back to the behaviour it started with."""
         self.requests.clear()
         self.disconnects.clear()
+        self.listings.clear()
         for name, value in vars(self._default).items():
             setattr(self.behaviour, name, deque() if name == "faults" else value)
 
