@@ -162,8 +162,8 @@ class TestDeadline:
         async def go() -> tuple[list[Reply], bool]:
             backend = backend_for(fake)
             try:
-                replies = [reply async for reply in stream_reply(backend, REQUEST, timeout=0.8)]
-                await asyncio.sleep(1.0)  # cancelled here if the timer had outlived the reply
+                replies = [reply async for reply in stream_reply(backend, REQUEST, timeout=0.6)]
+                await asyncio.sleep(0.7)  # cancelled here if the timer had outlived the reply
                 return replies, asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
             finally:
                 await backend.aclose()
