@@ -24,6 +24,7 @@ import pytest
 from tests.support.apps import start_app, stop_app
 from tests.support.browser import chromium
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Fault
+from tests.support.latency import assert_kept_answering
 from tests.support.recording_proxy import RecordingProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -120,13 +121,9 @@ def test_the_space_holds_while_attacked(tmp_path: Path):
                 received = proxy.received
         finally:
             stop_app(app)
-    # The attacks this guards against froze the loop for 24 to 117 s. The attackers, the recording proxy and
-    # Chromium share the machine's cores with the app, so one greeting in ten may take up to 3 s, the rest under 1.
     assert len(latencies) >= ATTACK_SECONDS / 3, f"only {len(latencies)} greetings in {ATTACK_SECONDS} s"
     assert all("Hello, Ada!" in text for text in greetings)
-    ordered = sorted(latencies)
-    assert ordered[len(ordered) * 9 // 10 - 1] < 1.0, f"/greet took over 1 s too often: {ordered}"
-    assert ordered[-1] < 3.0, f"/greet took up to {ordered[-1]:.2f} s"
+    assert_kept_answering(latencies, f"{ATTACK_SECONDS:g} s of attacks (/greet)")
     assert after - before < 100, f"the process grew from {before:.0f} to {after:.0f} MB"
     assert pwned is None
     basic = base64.b64encode(f"user:{KEY}".encode())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from services.llm.local_backend import LocalBackend
 from services.llm.openai_backend import OpenAIBackend, OpenAIEndpoint
 from services.redact import Scrubber
 from tests.support.fake_openai import FakeOpenAI, Fault, prompt_tokens
-from tests.support.tiny_model import build_tiny_model
+from tests.support.tiny_model import build_tiny_model, live_threads, wait_for_threads
 
 pytestmark = pytest.mark.unit
 
@@ -182,10 +181,8 @@ class TestDeadline:
         outcome = run(backend, request, timeout=1.0)
         assert type(outcome.error) is ReplyTimeoutError
         assert 1.0 <= outcome.seconds < 3
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _generation_threads():
-            time.sleep(0.01)
-        assert _generation_threads() == set()
+        wait_for_threads(time.monotonic() + 5)
+        assert live_threads() == []
         assert len(outcome.usages) == 1
         assert outcome.usages[0].estimated
 
@@ -289,7 +286,3 @@ class TestUsage:
         with pytest.raises(BackendAuthError):
             asyncio.run(go())
         assert usages == []
-
-
-def _generation_threads() -> set[str]:
-    return {thread.name for thread in threading.enumerate()} & {"local-generate", "local-stream"}

@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.apps import PER_ADDRESS_LIMITS_OFF, RunningApp, fake_backed, running_app
 from tests.support.fake_openai import Behaviour, FakeOpenAI
+from tests.support.latency import assert_kept_answering
 
 pytestmark = pytest.mark.e2e
 
@@ -294,11 +295,7 @@ class TestRow6Floods:
         assert flood_statuses.count(429) + accepted == 1500
         assert flood_statuses.count(1429) >= 150
         assert len(latencies) > 5
-        # The floods this guards against froze the loop for seconds; a shared runner's scheduling may cost one
-        # greeting in ten up to 3 s.
-        ordered = sorted(latencies)
-        assert ordered[len(ordered) * 9 // 10 - 1] < 1.0, f"/greet over 1 s too often during {flooded:.1f} s: {ordered}"
-        assert ordered[-1] < 3.0, f"/greet took up to {ordered[-1]:.2f} s during {flooded:.1f} s of flood"
+        assert_kept_answering(latencies, f"{flooded:.1f} s of flood (/greet)")
         assert "Traceback" not in log
 
 

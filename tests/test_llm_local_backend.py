@@ -7,7 +7,6 @@ import dataclasses
 import inspect
 import json
 import pickle
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import aclosing
@@ -37,13 +36,12 @@ from services.llm.zerogpu import LeasePlanner, Timing
 from services.redact import Scrubber
 from tests.support.fake_openai import free_port
 from tests.support.fake_zerogpu import FakeZeroGPU, schedule_like_spaces, visitor_request
-from tests.support.tiny_model import build_tiny_model
+from tests.support.tiny_model import THREAD_NAMES, build_tiny_model, live_threads, wait_for_threads
 
 pytestmark = pytest.mark.e2e
 
 GREEDY = GenerationParams(temperature=0, max_tokens=20)
 LONG = GenerationParams(temperature=0, max_tokens=4000)  # many seconds of work on the slow model if not stopped
-THREAD_NAMES = {"local-generate", "local-stream"}
 SYSTEM = "you are a helpful assistant"
 
 
@@ -137,15 +135,6 @@ def greedy_ids(backend: LocalBackend, messages: list[Message], max_new_tokens: i
 def direct_greedy(backend: LocalBackend, messages: list[Message], max_new_tokens: int) -> str:
     text: str = backend.loaded.tokenizer.decode(greedy_ids(backend, messages, max_new_tokens), skip_special_tokens=True)
     return text
-
-
-def live_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name in THREAD_NAMES and t.is_alive()]
-
-
-def wait_for_threads(deadline: float) -> None:
-    while live_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 @pytest.mark.unit

@@ -8,13 +8,18 @@ tokenizer with a chat template, in the layout `from_pretrained` reads, so the ap
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tiny_model"]
+__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "THREAD_NAMES", "build_tiny_model", "live_threads", "wait_for_threads"]
+
+# The threads the local backend runs a reply on: none may outlive the reply.
+THREAD_NAMES = {"local-generate", "local-stream"}
 
 SPECIAL_TOKENS = ("<unk>", "<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
 # ChatML, like SmolLM2's own template, without the default system prompt.
@@ -120,6 +125,16 @@ def build_tiny_model(
         + "\n"
     )
     return path
+
+
+def live_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name in THREAD_NAMES and t.is_alive()]
+
+
+def wait_for_threads(deadline: float) -> None:
+    """Until the local backend's threads have ended, or `deadline` (time.monotonic())."""
+    while live_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 if __name__ == "__main__":
