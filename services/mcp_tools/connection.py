@@ -328,11 +328,13 @@ class Connection:
                 break
             if reason is None:  # left on purpose, for a new session: at once
                 continue
+            if worked:
+                # It was working: a new session at once, its tools still offered meanwhile (a call waits for the
+                # session); only if that fails too is the server down.
+                pause = 1.0
+                continue
             self._set_down(reason)
             self._end_attempt()
-            if worked:
-                pause = 1.0  # it was working: try again at once, then slow down
-                continue
             await self._pause(pause)
             pause = min(pause * 2, MAX_PAUSE, self._refresh_interval)
         self._set_down("closed")
